@@ -1,0 +1,1 @@
+//! Shared helpers for cardmesh's whole-system scenarios.
