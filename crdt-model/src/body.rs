@@ -1,0 +1,245 @@
+//! What a feed entry says: facts (card transactions, blacklist and card registry events,
+//! operator actions, alarms, membership) and changes to the shared automerge documents.
+//!
+//! The codec is postcard, where an enum variant is its index: variants are only ever
+//! appended, never reordered or removed, so every older entry still decodes.
+
+use crate::auth::{Certificate, Revocation};
+use crate::docs::DocName;
+use crate::ids::NodeId;
+use crate::ids::{
+    BusinessDay, CardAsn, CardTime, MemberClass, OperatorId, ProductId, SiteId, TerminalId,
+};
+use crate::money::{Money, Quantity};
+use serde::{Deserialize, Serialize};
+
+/// Names one entry of one feed: the origin's id and its sequence number there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EntryRef {
+    pub origin: NodeId,
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    Card(CardTxn),
+    Blacklist(BlacklistEvent),
+    CardRegistry(CardEvent),
+    Operator(OperatorAction),
+    Alarm(Alarm),
+    Enroll(Certificate),
+    Revoke(Revocation),
+    Doc(DocChange),
+}
+
+impl Body {
+    /// A short name for logs and refusal messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Card(t) => t.kind.name(),
+            Body::Blacklist(BlacklistEvent::Block { .. }) => "blacklist block",
+            Body::Blacklist(BlacklistEvent::Clear { .. }) => "blacklist clear",
+            Body::CardRegistry(_) => "card registry change",
+            Body::Operator(_) => "operator action",
+            Body::Alarm(_) => "alarm",
+            Body::Enroll(_) => "enrollment",
+            Body::Revoke(_) => "revocation",
+            Body::Doc(_) => "document change",
+        }
+    }
+}
+
+/// One operation a card took part in, as the terminal logged it: enough for HQ to verify
+/// the TAC, chain the card's balance and settle with the merchant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardTxn {
+    pub kind: TxnKind,
+    pub asn: CardAsn,
+    pub site: SiteId,
+    pub terminal: TerminalId,
+    pub operator: Option<OperatorId>,
+    pub business_day: BusinessDay,
+    /// The date-time bytes sent to the card (they are inside MACs and TAC).
+    pub card_time: CardTime,
+    /// The card's counter for this operation: the offline counter for purchases and grey
+    /// operations, the online counter for loads.
+    pub card_counter: u16,
+    /// The terminal (PSAM) sequence number.
+    pub term_seq: u32,
+    pub amount: Money,
+    pub balance_before: Money,
+    pub balance_after: Money,
+    pub mac1: [u8; 4],
+    pub mac2: [u8; 4],
+    pub tac: [u8; 4],
+    pub items: Vec<LineItem>,
+    /// The transaction this one refunds, reverses or completes (a grey lock).
+    pub refers_to: Option<EntryRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnKind {
+    Purchase,
+    Load,
+    Refund,
+    Reversal,
+    GreyLock,
+    DebitForUnlock,
+    /// Secondary issue: the card is sold to a customer, with a deposit.
+    Issue {
+        deposit: Money,
+    },
+    /// The card comes back: balance and deposit are paid out and the card is reset.
+    Return {
+        deposit: Money,
+    },
+    /// The balance moves to a new card; the old one is blocked.
+    Replace {
+        new_card: CardAsn,
+    },
+}
+
+impl TxnKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TxnKind::Purchase => "purchase",
+            TxnKind::Load => "load",
+            TxnKind::Refund => "refund",
+            TxnKind::Reversal => "reversal",
+            TxnKind::GreyLock => "grey lock",
+            TxnKind::DebitForUnlock => "debit for unlock",
+            TxnKind::Issue { .. } => "issue",
+            TxnKind::Return { .. } => "return",
+            TxnKind::Replace { .. } => "replace",
+        }
+    }
+}
+
+/// One line of a basket, priced when it was sold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineItem {
+    pub product: ProductId,
+    pub quantity: Quantity,
+    pub unit_price: Money,
+    /// Percent of the list amount paid (100 = no discount).
+    pub paid_percent: u8,
+    pub amount: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlacklistEvent {
+    Block {
+        asn: CardAsn,
+        reason: BlockReason,
+        operator: Option<OperatorId>,
+    },
+    /// Lifts exactly the blocks it names: a block it has not seen keeps the card blocked.
+    Clear {
+        asn: CardAsn,
+        clears: Vec<EntryRef>,
+        note: String,
+        operator: Option<OperatorId>,
+    },
+}
+
+impl BlacklistEvent {
+    pub fn asn(&self) -> CardAsn {
+        match self {
+            BlacklistEvent::Block { asn, .. } | BlacklistEvent::Clear { asn, .. } => *asn,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlockReason {
+    Lost,
+    Stolen,
+    Replaced,
+    Fraud,
+    Other(String),
+}
+
+/// A change to one card's registry record; each field is last-writer-wins by HLC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardEvent {
+    pub asn: CardAsn,
+    pub change: CardChange,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CardChange {
+    /// Primary issue: the chip was personalized.
+    Personalized {
+        class: MemberClass,
+        expiry: BusinessDay,
+        issuer: SiteId,
+    },
+    /// Named cards carry a holder; `None` makes the card anonymous.
+    Holder(Option<Holder>),
+    Status(CardStatus),
+    Class(MemberClass),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub name: String,
+    pub id_number: String,
+    pub phone: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CardStatus {
+    /// Personalized, not yet sold.
+    Blank,
+    Active,
+    Returned,
+    ReplacedBy(CardAsn),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorAction {
+    pub operator: OperatorId,
+    pub terminal: Option<TerminalId>,
+    pub action: OperatorActionKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperatorActionKind {
+    Login {
+        by_card: bool,
+    },
+    Logout,
+    /// A manager's authorization of something a cashier may not do alone.
+    Approved {
+        what: String,
+    },
+    /// An operation refused, with the reason shown to the operator.
+    Refused {
+        what: String,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alarm {
+    pub kind: AlarmKind,
+    pub asn: Option<CardAsn>,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlarmKind {
+    BlacklistedCardPresented,
+    CloneSuspected,
+    BalanceBreak,
+    BadTac,
+    RiskLimit,
+    GreyLockStale,
+}
+
+/// One automerge change to a named shared document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocChange {
+    pub doc: DocName,
+    pub change: Vec<u8>,
+}
