@@ -1,2 +1,25 @@
 //! Devices attached to a cardmesh node: card readers, the e-purse card protocol, SAMs
 //! and the 3DES crypto they share. Knows nothing of replication.
+//!
+//! Code map:
+//! - [`constants`]: type codes, AID and status words chosen for cardmesh, in one place.
+//! - [`types`]: card number, terminal id, BCD date-time, MACs, PIN.
+//! - [`crypto`], [`keys`]: 3DES diversification, session keys, MACs/TACs, KCVs; the
+//!   key ceremony's pure part and per-card keys.
+//! - [`apdu`]: APDU framing and the [`apdu::ApduProcessor`] trait of simulated chips.
+//! - [`card`], [`psam`]: the virtual e-purse card and virtual PSAM (sans-IO).
+//! - [`reader`]: the blocking [`reader::CardReader`] trait with PC/SC, serial and
+//!   in-process implementations; [`vpcd`] plugs a simulated chip into pcscd.
+//! - [`sam`]: the [`sam::Sam`] trait, software SAM and PSAM client.
+//! - [`epurse`]: typed e-purse operations over any reader and SAM.
+
+pub mod apdu;
+pub mod card;
+pub mod constants;
+pub mod crypto;
+pub mod keys;
+pub mod persist;
+pub mod psam;
+pub mod reader;
+pub mod sam;
+pub mod types;
