@@ -17,6 +17,7 @@ pub mod apdu;
 pub mod card;
 pub mod constants;
 pub mod crypto;
+pub mod epurse;
 pub mod keys;
 pub mod persist;
 pub mod psam;
