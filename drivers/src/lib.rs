@@ -24,3 +24,4 @@ pub mod psam;
 pub mod reader;
 pub mod sam;
 pub mod types;
+pub mod vpcd;

@@ -1,6 +1,7 @@
 //! PC/SC card reader through pcscd and the `pcsc` crate. Waiting for insertion or
 //! removal uses `SCardGetStatusChange` (no polling, no sleeps); a card pulled out
-//! mid-command becomes [`ReaderError::CardRemoved`].
+//! mid-command (`SCARD_W_REMOVED_CARD`, or `SCARD_E_NOT_TRANSACTED` as vpcd reports it)
+//! becomes [`ReaderError::CardRemoved`].
 
 use std::ffi::CString;
 use std::time::{Duration, Instant};
@@ -43,6 +44,11 @@ pub struct PcscReader {
     ctx: Context,
     name: CString,
     card: Option<Card>,
+    /// pcscd's insertion/removal event count when the current card was seen present.
+    /// A removal is complete only once pcscd's poller has counted it: a failed transmit
+    /// already shows the slot EMPTY, but a card inserted before the poller noticed the
+    /// removal would never be reported as inserted.
+    present_count: Option<u32>,
 }
 
 impl std::fmt::Debug for PcscReader {
@@ -67,6 +73,7 @@ impl PcscReader {
             name: CString::new(name)
                 .map_err(|_| ReaderError::ReaderNotFound(name_contains.to_owned()))?,
             card: None,
+            present_count: None,
         })
     }
 
@@ -75,12 +82,13 @@ impl PcscReader {
         self.name.to_string_lossy().into_owned()
     }
 
-    /// Waits until the reader state satisfies `done`, or the deadline passes.
+    /// Waits until the reader state and event count satisfy `done`, or the deadline
+    /// passes; returns the event count.
     fn wait_state(
         &self,
         timeout: Duration,
-        done: impl Fn(State) -> bool,
-    ) -> Result<(), ReaderError> {
+        done: impl Fn(State, u32) -> bool,
+    ) -> Result<u32, ReaderError> {
         let deadline = Instant::now() + timeout;
         let mut states = [ReaderState::new(self.name.clone(), State::UNAWARE)];
         loop {
@@ -94,8 +102,8 @@ impl PcscReader {
             if state.contains(State::UNKNOWN) || state.contains(State::UNAVAILABLE) {
                 return Err(ReaderError::ReaderNotFound(self.name()));
             }
-            if done(state) {
-                return Ok(());
+            if done(state, states[0].event_count()) {
+                return Ok(states[0].event_count());
             }
             states[0].sync_current_state();
         }
@@ -109,7 +117,13 @@ impl CardReader for PcscReader {
         match card.transmit(c_apdu, &mut buf) {
             Ok(r) => Ok(r.to_vec()),
             Err(e) => {
-                let err = map_err(e);
+                let err = match e {
+                    // The reader lost the card mid-exchange: with vpcd the socket closed,
+                    // with a contactless card it left the field. Either way the command
+                    // may or may not have run, which is what CardRemoved tells.
+                    pcsc::Error::NotTransacted => ReaderError::CardRemoved,
+                    e => map_err(e),
+                };
                 if matches!(err, ReaderError::CardRemoved | ReaderError::CardReset) {
                     // The handle is dead; the next wait_for_card connects afresh.
                     self.card = None;
@@ -129,7 +143,7 @@ impl CardReader for PcscReader {
         }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            self.wait_state(left, |s| {
+            let count = self.wait_state(left, |s, _| {
                 s.contains(State::PRESENT) && !s.contains(State::MUTE)
             })?;
             match self
@@ -138,6 +152,7 @@ impl CardReader for PcscReader {
             {
                 Ok(card) => {
                     self.card = Some(card);
+                    self.present_count = Some(count);
                     return Ok(());
                 }
                 // Pulled out again between the event and the connect: keep waiting.
@@ -153,6 +168,11 @@ impl CardReader for PcscReader {
             // failure is right because a failing disconnect means the card is gone.
             let _ = card.disconnect(Disposition::LeaveCard);
         }
-        self.wait_state(timeout, |s| s.contains(State::EMPTY))
+        let seen = self.present_count;
+        self.wait_state(timeout, |s, count| {
+            s.contains(State::EMPTY) && seen.is_none_or(|c| count != c)
+        })?;
+        self.present_count = None;
+        Ok(())
     }
 }

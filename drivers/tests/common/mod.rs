@@ -11,7 +11,8 @@ use cardmesh_drivers::sam::{MemorySeqStore, SoftwareSam};
 use cardmesh_drivers::types::{Asn, BcdDateTime, Pin, TerminalId};
 
 pub const PIN: &str = "123456";
-pub const MAX_BALANCE: u32 = 100_000_00;
+/// 100,000.00 yuan in fen.
+pub const MAX_BALANCE: u32 = 10_000_000;
 
 pub fn master_keys() -> MasterKeys {
     let a = KeyComponent::from_bytes([0x11; 16]);
