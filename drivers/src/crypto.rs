@@ -21,7 +21,8 @@ use crate::constants::TxType;
 use crate::types::{Asn, BcdDateTime, Mac4, TerminalId};
 
 /// A 16-byte double-length 3DES key (master or diversified card key). Zeroized on drop;
-/// Debug prints `<redacted>`.
+/// Debug prints `<redacted>`. Serializable only so that sealed stores and a simulated
+/// chip's own state file can hold it; never serialize it anywhere else.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Key16([u8; 16]);
 

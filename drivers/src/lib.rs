@@ -6,6 +6,7 @@
 //! - [`types`]: card number, terminal id, BCD date-time, MACs, PIN.
 //! - [`crypto`], [`keys`]: 3DES diversification, session keys, MACs/TACs, KCVs; the
 //!   key ceremony's pure part and per-card keys.
+//! - [`persist`]: atomic, fsynced 0600 state files for simulated chips and sequences.
 //! - [`apdu`]: APDU framing and the [`apdu::ApduProcessor`] trait of simulated chips.
 //! - [`card`], [`psam`]: the virtual e-purse card and virtual PSAM (sans-IO).
 //! - [`reader`]: the blocking [`reader::CardReader`] trait with PC/SC, serial and
