@@ -1,0 +1,2 @@
+//! Store benchmarks (placeholder until written).
+fn main() {}

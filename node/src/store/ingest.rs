@@ -1,0 +1,81 @@
+//! Acceptance of entries into the store: exactly `Replica::ingest` — duplicates counted,
+//! forks and gaps refused, HQ's feed first, each origin's run checked by
+//! `entry::check_run` and applied as far as it is good — with the feeds, heads and views
+//! written in the caller's transaction.
+
+use super::error::StoreError;
+use super::schema;
+use super::writer::Ctx;
+use cardmesh_model::entry::check_run;
+use cardmesh_model::replica::IngestReport;
+use cardmesh_model::{Entry, EntryError, NodeId};
+use redb::ReadableTable;
+use std::collections::BTreeMap;
+
+/// Verifies and applies `entries`. `Err` only for a storage failure, which dooms the
+/// whole transaction; refused entries are in the report.
+pub fn ingest(ctx: &mut Ctx<'_>, entries: Vec<Entry>) -> Result<IngestReport, StoreError> {
+    let mut report = IngestReport::default();
+    let mut by_origin: BTreeMap<NodeId, BTreeMap<u64, Entry>> = BTreeMap::new();
+    for e in entries {
+        let slot = by_origin.entry(e.origin).or_default();
+        match slot.get(&e.seq) {
+            Some(held) if *held != e => report.rejected.push(EntryError::Fork(e.entry_ref())),
+            Some(_) => report.duplicates += 1,
+            None => {
+                slot.insert(e.seq, e);
+            }
+        }
+    }
+    // HQ's feed first: it carries the certificates that admit everyone else.
+    let hq = ctx.node.membership.hq();
+    let mut origins: Vec<NodeId> = by_origin.keys().copied().collect();
+    origins.sort_by_key(|o| (*o != hq, *o));
+    for origin in origins {
+        let batch = by_origin.remove(&origin).unwrap_or_default();
+        let head = ctx.tables.head(&origin)?;
+        let mut fresh = Vec::new();
+        for (seq, e) in batch {
+            if seq == 0 {
+                report.rejected.push(EntryError::Gap {
+                    origin,
+                    expected: head.seq + 1,
+                    got: 0,
+                });
+            } else if seq > head.seq {
+                fresh.push(e);
+            } else {
+                let held = ctx.tables.feeds.get(&schema::entry_key(&origin, seq))?;
+                match held {
+                    Some(bytes) if bytes.value() == e.encode().as_slice() => report.duplicates += 1,
+                    Some(_) => report.rejected.push(EntryError::Fork(e.entry_ref())),
+                    None => {
+                        return Err(StoreError::corrupt(format!(
+                            "feed {origin} lacks entry {seq} below its head {}",
+                            head.seq
+                        )));
+                    }
+                }
+            }
+        }
+        let check = check_run(head, &ctx.node.membership, &fresh);
+        let now = ctx.node.clock.now_ms();
+        for e in fresh.into_iter().take(check.accepted) {
+            ctx.tables
+                .fold(&mut ctx.docs, &mut ctx.node.membership, &e)?;
+            ctx.tables
+                .feeds
+                .insert(&schema::entry_key(&origin, e.seq), e.encode().as_slice())?;
+            ctx.node.hlc.observe(e.hlc, now);
+            report.applied += 1;
+        }
+        if check.accepted > 0 {
+            ctx.tables
+                .heads
+                .insert(&origin.0, &schema::head_value(&check.head))?;
+            ctx.node.vv.advance(origin, check.head.seq);
+        }
+        report.rejected.extend(check.error);
+    }
+    Ok(report)
+}

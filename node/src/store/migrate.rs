@@ -1,0 +1,79 @@
+//! Schema migrations: the file records the schema version it was written with, and
+//! opening an older file runs each step from that version to the current one, all in one
+//! write transaction, so a crash mid-migration leaves the old file as it was.
+//!
+//! To change the schema: bump `schema::SCHEMA_VERSION`, append one function to
+//! `MIGRATIONS`, and add a test that opens a file in the previous format.
+
+use super::error::StoreError;
+use super::schema::{self, BLACKLIST, BLOCKED, META, META_SCHEMA, SCHEMA_VERSION};
+use cardmesh_model::blacklist::CardBlocks;
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+
+type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
+
+/// `MIGRATIONS[i]` takes a file from schema version `i + 1` to `i + 2`.
+const MIGRATIONS: [Migration; (SCHEMA_VERSION - 1) as usize] = [v1_to_v2];
+
+/// Brings the file to the current schema; returns the version it was found at.
+pub fn run(db: &Database) -> Result<u32, StoreError> {
+    let found = {
+        let txn = db.begin_read()?;
+        read_version(&txn.open_table(META).map_err(not_a_store)?)?
+    };
+    if found == SCHEMA_VERSION {
+        return Ok(found);
+    }
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let txn = db.begin_write()?;
+    for step in &MIGRATIONS[(found - 1) as usize..] {
+        step(&txn)?;
+    }
+    schema::create_tables(&txn)?;
+    txn.open_table(META)?
+        .insert(META_SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())?;
+    txn.commit()?;
+    Ok(found)
+}
+
+fn not_a_store(e: redb::TableError) -> StoreError {
+    match e {
+        redb::TableError::TableDoesNotExist(_) => {
+            StoreError::corrupt("not a cardmesh store, or its creation was interrupted")
+        }
+        other => other.into(),
+    }
+}
+
+fn read_version(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u32, StoreError> {
+    let v = meta
+        .get(META_SCHEMA)?
+        .ok_or_else(|| StoreError::corrupt("no schema version"))?;
+    let bytes: [u8; 4] = v
+        .value()
+        .try_into()
+        .map_err(|_| StoreError::corrupt("schema version is not 4 bytes"))?;
+    match u32::from_le_bytes(bytes) {
+        0 => Err(StoreError::corrupt("schema version 0")),
+        n => Ok(n),
+    }
+}
+
+/// v2 adds the index of cards blocked now, built from the per-card blacklist states.
+fn v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let blacklist = txn.open_table(BLACKLIST)?;
+    let mut blocked = txn.open_table(BLOCKED)?;
+    for row in blacklist.iter()? {
+        let (asn, state) = row?;
+        let state: CardBlocks = schema::decode_view(state.value(), "blacklist")?;
+        if state.is_blocked() {
+            blocked.insert(asn.value(), ())?;
+        }
+    }
+    Ok(())
+}

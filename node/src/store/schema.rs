@@ -1,0 +1,218 @@
+//! The layout of a store file: every table, how its keys are encoded, and the current
+//! schema version.
+//!
+//! Composite keys are fixed-width byte arrays with big-endian numbers, so that redb's
+//! byte order is the order we want (by origin then sequence, by card then HLC, ...) and a
+//! prefix is a range. Values that are model types go through the model's codec
+//! (`Kind::View`), so a damaged value is reported, never misread.
+
+use super::error::StoreError;
+use cardmesh_model::body::EntryRef;
+use cardmesh_model::codec::{self, Kind};
+use cardmesh_model::{BusinessDay, CardAsn, FeedHead, Hash, Hlc, NodeId, SiteId, TerminalId};
+use redb::TableDefinition;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The schema this build writes. Older files are migrated on open (see `migrate`).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Identity and bookkeeping: schema version, this node's id, its certificate and HQ's,
+/// the last HLC issued.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub const META_SCHEMA: &str = "schema_version";
+pub const META_NODE: &str = "node";
+pub const META_OWN_CERT: &str = "own_cert";
+pub const META_HQ_CERT: &str = "hq_cert";
+pub const META_HLC: &str = "hlc";
+
+/// (origin, seq) -> `Entry::encode` bytes: the feeds, the only source of truth.
+pub const FEEDS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("feeds");
+/// origin -> (seq, hash) of its last held entry. Doubles as the version vector: one row
+/// per origin, so opening and answering "what do you have" never scans the feeds.
+pub const HEADS: TableDefinition<&[u8; 32], &[u8; 40]> = TableDefinition::new("heads");
+/// node -> codec-encoded certificate: every member, from files and from HQ's feed.
+pub const CERTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("certificates");
+/// (revoked node, seq of the revocation in HQ's feed) -> revocation.
+pub const REVOCATIONS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("revocations");
+/// card -> `CardBlocks`: the blacklist fold, one row per card that ever had an event.
+pub const BLACKLIST: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("blacklist");
+/// card -> (): cards blocked now. Since schema v2; lets counts and lists skip the
+/// cleared cards without decoding a million rows.
+pub const BLOCKED: TableDefinition<&[u8; 8], ()> = TableDefinition::new("blocked");
+/// card -> `CardRecord`: the card registry fold.
+pub const CARDS: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("cards");
+/// (card, hlc, origin, seq): card transactions by card, in HLC order.
+pub const LEDGER_BY_CARD: TableDefinition<&[u8; 60], ()> = TableDefinition::new("ledger_by_card");
+/// (site, business day, hlc, origin, seq): card transactions by site and day.
+pub const LEDGER_BY_SITE_DAY: TableDefinition<&[u8; 88], ()> =
+    TableDefinition::new("ledger_by_site_day");
+/// (terminal, business day, hlc, origin, seq): card transactions by terminal and day.
+pub const LEDGER_BY_TERMINAL_DAY: TableDefinition<&[u8; 62], ()> =
+    TableDefinition::new("ledger_by_terminal_day");
+/// (origin, seq) -> (): alarm entries.
+pub const ALARMS: TableDefinition<&[u8; 40], ()> = TableDefinition::new("alarms");
+/// (origin, seq) -> why the entry's content could not be folded.
+pub const UNFOLDABLE: TableDefinition<&[u8; 40], &str> = TableDefinition::new("unfoldable");
+/// postcard(doc name) -> `DocState` (saved snapshot and change counters).
+pub const DOCS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("docs");
+/// (postcard(doc name), n) -> one automerge change applied since the snapshot.
+pub const DOC_CHANGES: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("doc_changes");
+/// terminal -> the last sequence number reserved for it.
+pub const TERM_SEQ: TableDefinition<&[u8; 6], u32> = TableDefinition::new("terminal_seq");
+/// Free-form node settings.
+pub const CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("config");
+
+/// Opens (creating) every table of the current schema, so that readers never meet a
+/// missing one.
+pub fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(META)?;
+    txn.open_table(FEEDS)?;
+    txn.open_table(HEADS)?;
+    txn.open_table(CERTS)?;
+    txn.open_table(REVOCATIONS)?;
+    txn.open_table(BLACKLIST)?;
+    txn.open_table(BLOCKED)?;
+    txn.open_table(CARDS)?;
+    txn.open_table(LEDGER_BY_CARD)?;
+    txn.open_table(LEDGER_BY_SITE_DAY)?;
+    txn.open_table(LEDGER_BY_TERMINAL_DAY)?;
+    txn.open_table(ALARMS)?;
+    txn.open_table(UNFOLDABLE)?;
+    txn.open_table(DOCS)?;
+    txn.open_table(DOC_CHANGES)?;
+    txn.open_table(TERM_SEQ)?;
+    txn.open_table(CONFIG)?;
+    Ok(())
+}
+
+pub fn entry_key(origin: &NodeId, seq: u64) -> [u8; 40] {
+    let mut k = [0; 40];
+    k[..32].copy_from_slice(&origin.0);
+    k[32..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn parse_entry_key(k: &[u8]) -> EntryRef {
+    let (origin, seq) = k.split_at(32);
+    EntryRef {
+        origin: NodeId(origin.try_into().expect("32-byte origin")),
+        seq: u64::from_be_bytes(seq.try_into().expect("8-byte sequence")),
+    }
+}
+
+pub fn head_value(head: &FeedHead) -> [u8; 40] {
+    let mut v = [0; 40];
+    v[..8].copy_from_slice(&head.seq.to_be_bytes());
+    v[8..].copy_from_slice(&head.hash.0);
+    v
+}
+
+pub fn parse_head(v: &[u8; 40]) -> FeedHead {
+    FeedHead {
+        seq: u64::from_be_bytes(v[..8].try_into().expect("8-byte sequence")),
+        hash: Hash(v[8..].try_into().expect("32-byte hash")),
+    }
+}
+
+/// Appends `hlc, origin, seq` to an index key prefix: the tail every ledger key shares.
+fn with_tail<const N: usize>(prefix: &[u8], hlc: Hlc, at: &EntryRef) -> [u8; N] {
+    let mut k = [0; N];
+    let p = prefix.len();
+    k[..p].copy_from_slice(prefix);
+    k[p..p + 8].copy_from_slice(&hlc.millis.to_be_bytes());
+    k[p + 8..p + 12].copy_from_slice(&hlc.logical.to_be_bytes());
+    k[p + 12..p + 44].copy_from_slice(&at.origin.0);
+    k[p + 44..].copy_from_slice(&at.seq.to_be_bytes());
+    k
+}
+
+/// The length of the `hlc, origin, seq` tail.
+const TAIL: usize = 12 + 40;
+
+pub fn index_tail(k: &[u8]) -> EntryRef {
+    parse_entry_key(&k[k.len() - 40..])
+}
+
+/// The ledger-by-card key of one transaction, and the range of one card's keys.
+pub fn card_key(asn: &CardAsn, hlc: Hlc, at: &EntryRef) -> [u8; 60] {
+    with_tail(&asn.0, hlc, at)
+}
+
+pub fn card_range(asn: &CardAsn) -> ([u8; 60], [u8; 60]) {
+    prefix_range(&asn.0)
+}
+
+/// Site names are at most 32 bytes of ASCII without NUL, so zero padding keeps both
+/// their order and their uniqueness.
+fn site_day_prefix(site: &SiteId, day: BusinessDay) -> [u8; 36] {
+    let mut p = [0; 36];
+    let name = site.as_str().as_bytes();
+    p[..name.len()].copy_from_slice(name);
+    p[32..].copy_from_slice(&day.ymd().to_be_bytes());
+    p
+}
+
+pub fn site_day_key(site: &SiteId, day: BusinessDay, hlc: Hlc, at: &EntryRef) -> [u8; 88] {
+    with_tail(&site_day_prefix(site, day), hlc, at)
+}
+
+pub fn site_day_range(site: &SiteId, day: BusinessDay) -> ([u8; 88], [u8; 88]) {
+    prefix_range(&site_day_prefix(site, day))
+}
+
+fn terminal_day_prefix(terminal: &TerminalId, day: BusinessDay) -> [u8; 10] {
+    let mut p = [0; 10];
+    p[..6].copy_from_slice(&terminal.0);
+    p[6..].copy_from_slice(&day.ymd().to_be_bytes());
+    p
+}
+
+pub fn terminal_day_key(
+    terminal: &TerminalId,
+    day: BusinessDay,
+    hlc: Hlc,
+    at: &EntryRef,
+) -> [u8; 62] {
+    with_tail(&terminal_day_prefix(terminal, day), hlc, at)
+}
+
+pub fn terminal_day_range(terminal: &TerminalId, day: BusinessDay) -> ([u8; 62], [u8; 62]) {
+    prefix_range(&terminal_day_prefix(terminal, day))
+}
+
+/// The first and last key of `N` bytes that start with `prefix`.
+fn prefix_range<const N: usize>(prefix: &[u8]) -> ([u8; N], [u8; N]) {
+    debug_assert_eq!(prefix.len() + TAIL, N);
+    let mut lo = [0; N];
+    let mut hi = [0xff; N];
+    lo[..prefix.len()].copy_from_slice(prefix);
+    hi[..prefix.len()].copy_from_slice(prefix);
+    (lo, hi)
+}
+
+pub fn doc_key(name: &cardmesh_model::docs::DocName) -> Vec<u8> {
+    postcard::to_stdvec(name).expect("serializing to a Vec cannot fail")
+}
+
+pub fn encode_view<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    codec::encode(Kind::View, value)
+}
+
+pub fn decode_view<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    codec::decode(Kind::View, bytes).map_err(|e| StoreError::corrupt(format!("{what}: {e}")))
+}
+
+pub fn decode_cert(bytes: &[u8]) -> Result<cardmesh_model::Certificate, StoreError> {
+    codec::decode(Kind::Certificate, bytes)
+        .map_err(|e| StoreError::corrupt(format!("certificate: {e}")))
+}
+
+pub fn encode_cert(cert: &cardmesh_model::Certificate) -> Vec<u8> {
+    codec::encode(Kind::Certificate, cert)
+}
+
+pub fn decode_entry(bytes: &[u8]) -> Result<cardmesh_model::Entry, StoreError> {
+    cardmesh_model::Entry::decode(bytes)
+        .map_err(|e| StoreError::corrupt(format!("feed entry: {e}")))
+}

@@ -1,0 +1,145 @@
+//! The folded views in their tables, and how one accepted entry changes them: the same
+//! folds as `Replica::fold`, with each card's state read, folded and written back as one
+//! row, so a lookup is one point read and a batch touches only the cards it names.
+
+use super::docs::DocCache;
+use super::error::StoreError;
+use super::schema::{self, *};
+use cardmesh_model::blacklist::CardBlocks;
+use cardmesh_model::body::Body;
+use cardmesh_model::registry::{CardRecord, Stamp};
+use cardmesh_model::{Entry, FeedHead, Membership, NodeId};
+use redb::{ReadableTable, Table, WriteTransaction};
+
+/// Every table of the store, open for writing in one transaction.
+pub struct Tables<'t> {
+    pub meta: Table<'t, &'static str, &'static [u8]>,
+    pub feeds: Table<'t, &'static [u8; 40], &'static [u8]>,
+    pub heads: Table<'t, &'static [u8; 32], &'static [u8; 40]>,
+    pub certs: Table<'t, &'static [u8; 32], &'static [u8]>,
+    pub revocations: Table<'t, &'static [u8; 40], &'static [u8]>,
+    pub blacklist: Table<'t, &'static [u8; 8], &'static [u8]>,
+    pub blocked: Table<'t, &'static [u8; 8], ()>,
+    pub cards: Table<'t, &'static [u8; 8], &'static [u8]>,
+    pub by_card: Table<'t, &'static [u8; 60], ()>,
+    pub by_site_day: Table<'t, &'static [u8; 88], ()>,
+    pub by_terminal_day: Table<'t, &'static [u8; 62], ()>,
+    pub alarms: Table<'t, &'static [u8; 40], ()>,
+    pub unfoldable: Table<'t, &'static [u8; 40], &'static str>,
+    pub docs: Table<'t, &'static [u8], &'static [u8]>,
+    pub doc_changes: Table<'t, (&'static [u8], u64), &'static [u8]>,
+    pub term_seq: Table<'t, &'static [u8; 6], u32>,
+    pub config: Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, StoreError> {
+        Ok(Tables {
+            meta: txn.open_table(META)?,
+            feeds: txn.open_table(FEEDS)?,
+            heads: txn.open_table(HEADS)?,
+            certs: txn.open_table(CERTS)?,
+            revocations: txn.open_table(REVOCATIONS)?,
+            blacklist: txn.open_table(BLACKLIST)?,
+            blocked: txn.open_table(BLOCKED)?,
+            cards: txn.open_table(CARDS)?,
+            by_card: txn.open_table(LEDGER_BY_CARD)?,
+            by_site_day: txn.open_table(LEDGER_BY_SITE_DAY)?,
+            by_terminal_day: txn.open_table(LEDGER_BY_TERMINAL_DAY)?,
+            alarms: txn.open_table(ALARMS)?,
+            unfoldable: txn.open_table(UNFOLDABLE)?,
+            docs: txn.open_table(DOCS)?,
+            doc_changes: txn.open_table(DOC_CHANGES)?,
+            term_seq: txn.open_table(TERM_SEQ)?,
+            config: txn.open_table(CONFIG)?,
+        })
+    }
+
+    pub fn head(&self, origin: &NodeId) -> Result<FeedHead, StoreError> {
+        Ok(self
+            .heads
+            .get(&origin.0)?
+            .map_or(FeedHead::EMPTY, |v| schema::parse_head(v.value())))
+    }
+
+    /// Folds one accepted entry into the views, as `Replica::fold` does.
+    pub fn fold(
+        &mut self,
+        docs: &mut DocCache,
+        membership: &mut Membership,
+        e: &Entry,
+    ) -> Result<(), StoreError> {
+        let at = e.entry_ref();
+        let unfoldable = |t: &mut Tables<'_>, why: String| -> Result<(), StoreError> {
+            t.unfoldable
+                .insert(&schema::entry_key(&at.origin, at.seq), why.as_str())?;
+            Ok(())
+        };
+        match &e.body {
+            Body::Card(t) => {
+                self.by_card
+                    .insert(&schema::card_key(&t.asn, e.hlc, &at), ())?;
+                self.by_site_day.insert(
+                    &schema::site_day_key(&t.site, t.business_day, e.hlc, &at),
+                    (),
+                )?;
+                self.by_terminal_day.insert(
+                    &schema::terminal_day_key(&t.terminal, t.business_day, e.hlc, &at),
+                    (),
+                )?;
+            }
+            Body::Blacklist(event) => {
+                let asn = event.asn();
+                let mut blocks: CardBlocks = match self.blacklist.get(&asn.0)? {
+                    Some(v) => schema::decode_view(v.value(), "blacklist")?,
+                    None => CardBlocks::default(),
+                };
+                blocks.apply(at, e.hlc, event);
+                self.blacklist
+                    .insert(&asn.0, schema::encode_view(&blocks).as_slice())?;
+                if blocks.is_blocked() {
+                    self.blocked.insert(&asn.0, ())?;
+                } else {
+                    self.blocked.remove(&asn.0)?;
+                }
+            }
+            Body::CardRegistry(c) => {
+                let mut record: CardRecord = match self.cards.get(&c.asn.0)? {
+                    Some(v) => schema::decode_view(v.value(), "card record")?,
+                    None => CardRecord::default(),
+                };
+                record.apply(&c.change, Stamp { hlc: e.hlc, at });
+                self.cards
+                    .insert(&c.asn.0, schema::encode_view(&record).as_slice())?;
+            }
+            Body::Operator(_) => {}
+            Body::Alarm(_) => {
+                self.alarms
+                    .insert(&schema::entry_key(&at.origin, at.seq), ())?;
+            }
+            Body::Enroll(cert) => match membership.admit(cert.clone()) {
+                Ok(true) => {
+                    self.certs
+                        .insert(&cert.node.0, schema::encode_cert(cert).as_slice())?;
+                }
+                Ok(false) => {}
+                Err(err) => unfoldable(self, err.to_string())?,
+            },
+            Body::Revoke(r) => {
+                membership.revoke(r.clone());
+                self.revocations.insert(
+                    &schema::entry_key(&r.node, at.seq),
+                    schema::encode_view(r).as_slice(),
+                )?;
+            }
+            Body::Doc(d) => {
+                if let Err(why) =
+                    docs.apply(&self.docs, &mut self.doc_changes, &d.doc, &d.change)?
+                {
+                    unfoldable(self, why)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
