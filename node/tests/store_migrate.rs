@@ -1,0 +1,104 @@
+//! Opening files written by other schema versions: older ones are migrated in place,
+//! newer ones refused with a message saying to upgrade.
+//!
+//! The old formats are written here with redb directly, as they were, independent of
+//! the current code.
+
+mod store_support;
+
+use cardmesh_node::store::{SCHEMA_VERSION, Store, StoreError};
+use redb::{ReadableDatabase, TableDefinition};
+use std::path::Path;
+use store_support::*;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Added in v2: the index of cards blocked now.
+const BLOCKED: TableDefinition<&[u8; 8], ()> = TableDefinition::new("blocked");
+
+fn set_schema(path: &Path, version: u32) {
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(META)
+        .unwrap()
+        .insert("schema_version", version.to_le_bytes().as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+/// Turns a current file into what schema v1 wrote: the same tables but no index of
+/// blocked cards.
+fn make_v1(path: &Path) {
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    assert!(txn.delete_table(BLOCKED).unwrap());
+    txn.open_table(META)
+        .unwrap()
+        .insert("schema_version", 1u32.to_le_bytes().as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_v1_store_is_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let path = dir.path().join("node0.redb");
+    let store = net.store(dir.path(), 0);
+    let lost = store.append_local(block(asn(1))).unwrap();
+    store.append_local(block(asn(2))).unwrap();
+    store.append_local(block(asn(3))).unwrap();
+    store
+        .append_local(clear(asn(1), vec![lost.entry_ref()]))
+        .unwrap();
+    let vv = store.version_vector().unwrap();
+    drop(store);
+    make_v1(&path);
+
+    let store = Store::open(&path, net.keys[0].clone(), TestClock::new(0)).unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.schema_version, SCHEMA_VERSION);
+    assert_eq!(stats.blacklisted, 2);
+    assert!(!store.is_blocked(&asn(1)).unwrap());
+    assert!(store.is_blocked(&asn(2)).unwrap());
+    assert_eq!(store.blacklisted_cards(10).unwrap(), vec![asn(2), asn(3)]);
+    assert_eq!(store.version_vector().unwrap(), vv);
+    store.verify_views().unwrap();
+    store.append_local(block(asn(4))).unwrap();
+    assert!(store.is_blocked(&asn(4)).unwrap());
+    drop(store);
+
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    let version = meta.get("schema_version").unwrap().unwrap();
+    assert_eq!(version.value(), SCHEMA_VERSION.to_le_bytes().as_slice());
+}
+
+#[test]
+fn a_store_from_a_newer_cardmesh_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let path = dir.path().join("node0.redb");
+    drop(net.store(dir.path(), 0));
+    set_schema(&path, SCHEMA_VERSION + 1);
+    let err = Store::open(&path, net.keys[0].clone(), TestClock::new(0))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade cardmesh"));
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_reported_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let path = dir.path().join("other.redb");
+    drop(redb::Database::create(&path).unwrap());
+    let err = Store::open(&path, net.keys[0].clone(), TestClock::new(0))
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+}
