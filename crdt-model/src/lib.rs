@@ -19,6 +19,7 @@ pub mod pricing;
 pub mod registry;
 pub mod replica;
 pub mod sign;
+pub mod sync;
 pub mod vv;
 
 pub use auth::{AuthError, CertRequest, Certificate, Membership, Revocation, Role};

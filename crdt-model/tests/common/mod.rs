@@ -141,3 +141,106 @@ pub fn holder(card: CardAsn, name: &str) -> Body {
         })),
     })
 }
+
+/// Writer `i`'s node (0 is HQ) over a fresh replica that knows every member.
+pub fn node(net: &Net, i: usize) -> sync::ReplicaNode {
+    let (k, _) = net.writer(i);
+    sync::ReplicaNode::new(net.replica(), k.clone(), net.certs[i].clone()).unwrap()
+}
+
+/// Appends `n` purchases to writer `i`'s feed in `node`, with HLCs from `at` on.
+pub fn write(net: &Net, node: &mut sync::ReplicaNode, i: usize, n: usize, at: u64) {
+    let (k, s) = net.writer(i);
+    for j in 0..n {
+        let body = purchase(s.clone(), asn((j % 7) as u8), j as u16, 100, 10_000);
+        node.replica
+            .append(k, Hlc::new(at + j as u64, 0), body)
+            .unwrap();
+    }
+}
+
+/// A node of a network built from other keys: HQ from `hq_seed` under `network`, the node
+/// from `node_seed`. With this test network's id it is a rogue HQ's node.
+pub fn foreign_node(network: NetworkId, hq_seed: u8, node_seed: u8) -> sync::ReplicaNode {
+    let hq = NodeKey::from_seed(&[hq_seed; 32]);
+    let key = NodeKey::from_seed(&[node_seed; 32]);
+    let issue = |node: &NodeKey, site_id: &str, role| {
+        Certificate::issue(
+            &hq,
+            CertRequest {
+                network,
+                network_name: "other-chain".into(),
+                node: node.node_id(),
+                site: site(site_id),
+                role,
+                issued: Hlc::new(1, 0),
+            },
+        )
+    };
+    let replica = Replica::new(issue(&hq, "hq", Role::Hq)).unwrap();
+    let cert = issue(&key, "shop-x", Role::Store);
+    sync::ReplicaNode::new(replica, key, cert).unwrap()
+}
+
+/// A node that lies: it can present another node's certificate, and it serves one entry
+/// altered after signing. Everything else goes to the honest node inside.
+pub struct Tamper {
+    pub inner: sync::ReplicaNode,
+    pub certificate: Option<Certificate>,
+    pub forge: Option<EntryRef>,
+}
+
+impl sync::SyncStore for Tamper {
+    type Error = AuthError;
+
+    fn local_node(&self) -> NodeId {
+        self.certificate
+            .as_ref()
+            .map_or_else(|| self.inner.local_node(), |c| c.node)
+    }
+
+    fn local_certificate(&self) -> Result<Certificate, AuthError> {
+        match &self.certificate {
+            Some(c) => Ok(c.clone()),
+            None => self.inner.local_certificate(),
+        }
+    }
+
+    fn hq_certificate(&self) -> Result<Certificate, AuthError> {
+        self.inner.hq_certificate()
+    }
+
+    fn certificates(&self) -> Result<Vec<Certificate>, AuthError> {
+        self.inner.certificates()
+    }
+
+    fn is_member(&self, node: &NodeId) -> Result<bool, AuthError> {
+        self.inner.is_member(node)
+    }
+
+    fn version_vector(&self) -> Result<VersionVector, AuthError> {
+        self.inner.version_vector()
+    }
+
+    fn entries(&self, range: FeedRange, limit: usize) -> Result<Vec<Entry>, AuthError> {
+        let mut entries = self.inner.entries(range, limit)?;
+        for e in &mut entries {
+            if Some(e.entry_ref()) == self.forge {
+                e.body = block(asn(99));
+            }
+        }
+        Ok(entries)
+    }
+
+    fn ingest(&mut self, entries: Vec<Entry>) -> Result<replica::IngestReport, AuthError> {
+        self.inner.ingest(entries)
+    }
+
+    fn admit(&mut self, cert: Certificate) -> Result<bool, AuthError> {
+        self.inner.admit(cert)
+    }
+
+    fn sign(&self, transcript: &[u8]) -> Result<sign::Sig, AuthError> {
+        self.inner.sign(transcript)
+    }
+}
