@@ -138,7 +138,7 @@ fn a_newer_protocol_version_is_refused_with_advice_to_upgrade() {
     let Message::Hello(h) = Message::decode(&hello).unwrap() else {
         panic!("the first frame is a hello");
     };
-    let newer = Message::Hello(Hello { protocol: 2, ..h }).encode();
+    let newer = Message::Hello(Box::new(Hello { protocol: 2, ..*h })).encode();
     let mut responder = Session::new(Side::Responder, [2; 32], 0);
     let err = responder.handle(&mut b, &newer).unwrap_err();
     assert!(matches!(

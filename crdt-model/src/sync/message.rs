@@ -20,7 +20,7 @@ pub const PROTOCOL_VERSION: u16 = 1;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// Who the sender is and the nonce the peer must sign.
-    Hello(Hello),
+    Hello(Box<Hello>),
     /// Proof that the sender holds the key of the certificate in its hello.
     Auth(Auth),
     /// How far the sender holds each feed.

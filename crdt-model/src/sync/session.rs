@@ -43,7 +43,7 @@ enum Phase {
     AwaitHello,
     /// The peer's hello checked out; waiting for proof that it holds the key.
     AwaitAuth {
-        peer: Certificate,
+        peer: Box<Certificate>,
         peer_nonce: Nonce,
     },
     Syncing(Box<Transfer>),
@@ -206,7 +206,7 @@ impl Session {
         }
         match std::mem::replace(&mut self.phase, Phase::Failed) {
             Phase::AwaitHello => match msg {
-                Message::Hello(h) => self.on_hello(store, h),
+                Message::Hello(h) => self.on_hello(store, *h),
                 other => Err(unexpected(&other, "waiting for the peer's hello")),
             },
             Phase::AwaitAuth { peer, peer_nonce } => match msg {
@@ -229,13 +229,13 @@ impl Session {
 
     fn hello(&self, store: &impl SyncStore) -> Result<Vec<u8>, SyncError> {
         let hq = store.hq_certificate().map_err(store_err)?;
-        Ok(Message::Hello(Hello {
+        Ok(Message::Hello(Box::new(Hello {
             protocol: PROTOCOL_VERSION,
             network: hq.network,
             certificate: store.local_certificate().map_err(store_err)?,
             hq,
             nonce: self.nonce,
-        })
+        }))
         .encode())
     }
 
@@ -251,7 +251,7 @@ impl Session {
             out.push(self.auth(store, &hello.certificate.node, &hello.nonce)?);
         }
         self.phase = Phase::AwaitAuth {
-            peer: hello.certificate,
+            peer: Box::new(hello.certificate),
             peer_nonce: hello.nonce,
         };
         Ok(out)
@@ -290,7 +290,7 @@ impl Session {
     fn on_auth(
         &mut self,
         store: &mut impl SyncStore,
-        peer: Certificate,
+        peer: Box<Certificate>,
         peer_nonce: Nonce,
         auth: Auth,
     ) -> Result<Vec<Vec<u8>>, SyncError> {
@@ -315,7 +315,7 @@ impl Session {
         }
         let ours = store.version_vector().map_err(store_err)?;
         out.push(Message::Vector(ours).encode());
-        self.peer = Some(peer);
+        self.peer = Some(*peer);
         self.phase = Phase::Syncing(Box::new(Transfer {
             theirs: None,
             queue: VecDeque::new(),
