@@ -42,7 +42,7 @@ pub enum SyncError {
         got: usize,
         max: usize,
     },
-    #[error("peer refused the session: {reason}")]
+    #[error("peer ended the session: {reason}")]
     PeerRefused { reason: String },
     #[error("the session is over; start a new one")]
     Closed,
@@ -56,6 +56,13 @@ impl SyncError {
     pub fn farewell(&self) -> Option<Vec<u8>> {
         match self {
             SyncError::PeerRefused { .. } | SyncError::Closed => None,
+            // The details of a local disk failure are this node's business.
+            SyncError::Store(_) => Some(
+                Message::Error {
+                    reason: "the peer's store failed; try again later".into(),
+                }
+                .encode(),
+            ),
             other => Some(
                 Message::Error {
                     reason: other.to_string(),

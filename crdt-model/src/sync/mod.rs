@@ -92,3 +92,28 @@ pub fn plan(ours: &VersionVector, theirs: &VersionVector, hq: NodeId) -> Vec<Fee
     ranges.sort_by_key(|r| (r.origin != hq, r.origin));
     ranges
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vv(pairs: &[(u8, u64)]) -> VersionVector {
+        let mut v = VersionVector::new();
+        for (o, s) in pairs {
+            v.advance(NodeId([*o; 32]), *s);
+        }
+        v
+    }
+
+    #[test]
+    fn plan_sends_hq_feed_first_then_every_other_origin_in_order() {
+        let hq = NodeId([9; 32]);
+        let ours = vv(&[(1, 4), (3, 2), (9, 5), (5, 1)]);
+        let theirs = vv(&[(1, 4), (3, 1), (9, 2)]);
+        let origins: Vec<(u8, u64, u64)> = plan(&ours, &theirs, hq)
+            .iter()
+            .map(|r| (r.origin.0[0], r.from, r.to))
+            .collect();
+        assert_eq!(origins, vec![(9, 3, 5), (3, 2, 2), (5, 1, 1)]);
+    }
+}

@@ -201,7 +201,8 @@ impl Session {
         store: &mut impl SyncStore,
         msg: Message,
     ) -> Result<Vec<Vec<u8>>, SyncError> {
-        if let Message::Error { reason } = msg {
+        if let Message::Error { mut reason } = msg {
+            truncate_reason(&mut reason);
             return Err(SyncError::PeerRefused { reason });
         }
         match std::mem::replace(&mut self.phase, Phase::Failed) {
