@@ -18,6 +18,8 @@ pub enum Kind {
     StickSegment = 5,
     StickManifest = 6,
     View = 7,
+    JoinPackage = 8,
+    KeyPackage = 9,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

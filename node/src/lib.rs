@@ -1,3 +1,12 @@
-//! placeholder
+//! A cardmesh node: the redb store that holds its feeds and views, its identity and
+//! enrollment, and (growing) the POS, sync and reports built on them. The `cardmesh`
+//! binary is a thin shell over this library.
 
+pub mod demo;
+pub mod handle;
+pub mod identity;
+pub mod keys;
+pub mod sam;
+pub mod seal;
+pub mod status;
 pub mod store;

@@ -1,1 +1,302 @@
-fn main() {}
+//! `cardmesh`: the command line of a node. A thin shell: every command parses its
+//! arguments, calls the library, and prints what a shop manager needs to read.
+
+use anyhow::{Context, Result, bail};
+use cardmesh_model::{NodeId, Role, SiteId};
+use cardmesh_node::demo;
+use cardmesh_node::handle::Cluster;
+use cardmesh_node::identity::{self, DataDir};
+use cardmesh_node::keys;
+use cardmesh_node::status::NodeStatus;
+use cardmesh_node::store::{Clock, SystemClock};
+use cardmesh_tui::App;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// cardmesh runs an IC stored-value card network with no central server. Every site
+/// runs a node; nodes replicate blacklists, prices, cards and transactions over any link.
+#[derive(Parser)]
+#[command(name = "cardmesh", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create this node's key. With --hq, create a new network with this node as its HQ;
+    /// otherwise write an enrollment request file to take to HQ.
+    Init {
+        /// Folder holding the node's key and store.
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+        /// Create a new network with this node as HQ.
+        #[arg(long, requires = "network")]
+        hq: bool,
+        /// Name of the new network (with --hq).
+        #[arg(long)]
+        network: Option<String>,
+        /// A label for this node in the request (e.g. the till's location).
+        #[arg(long, default_value = "node")]
+        label: String,
+    },
+    /// At HQ: certify a node from its request file; writes a join package to take back.
+    Enroll {
+        /// The enrollment request file the site wrote (`enroll-request.cmreq`).
+        request: PathBuf,
+        /// Site the node belongs to (e.g. shop-12).
+        #[arg(long)]
+        site: SiteId,
+        /// What the node is for: store, station or issuer.
+        #[arg(long)]
+        role: Role,
+        /// HQ's data folder.
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+        /// Where to write the join package (default: next to the request).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// On a site: install the join package HQ made for this node.
+    Join {
+        /// The join package file from HQ.
+        package: PathBuf,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+    /// Show this node's identity, members, feeds and store.
+    Status {
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+    /// Start the demo network (HQ, two shops, a fuel station) on this machine, with the
+    /// console. Recreates the demo folder each time.
+    Demo {
+        /// Folder for the demo nodes' data (wiped and recreated).
+        #[arg(long, default_value = "demo-data")]
+        data: PathBuf,
+        /// Print each node's status and exit instead of opening the console.
+        #[arg(long)]
+        no_console: bool,
+    },
+    /// Card master keys: the HQ ceremony, and handing each node the keys its role needs.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Check the store: rebuild every view from the feeds and compare.
+    Check {
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// At HQ, once: two custodians each enter a 32-hex-digit key component (hidden);
+    /// shows each component's check value (KCV) and the combined one, derives the master
+    /// keys and seals them in HQ's store. Refuses to run a second time.
+    Ceremony {
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+        /// Read the two components from these files instead of asking (scripted tests).
+        #[arg(long, num_args = 2, value_names = ["FILE_A", "FILE_B"])]
+        component_files: Vec<PathBuf>,
+    },
+    /// At HQ: seal the keys a node's role needs (purchase for stores and stations, also
+    /// load for issuers) to that node, into a file to carry there.
+    Export {
+        /// The node's id (see `cardmesh status`).
+        #[arg(long = "for")]
+        node: NodeId,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// On a node: install the key package HQ exported for it.
+    Import {
+        package: PathBuf,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+    /// Which keys this node holds (names only).
+    Show {
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+fn read_component(custodian: char, file: Option<&PathBuf>) -> Result<keys::KeyComponentInput> {
+    let text = match file {
+        Some(f) => {
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
+        }
+        None => rpassword::prompt_password(format!(
+            "custodian {custodian}: key component (32 hex digits, hidden): "
+        ))
+        .context("reading the component")?,
+    };
+    Ok(keys::KeyComponentInput(text))
+}
+
+fn keys_command(command: KeysCommand) -> Result<()> {
+    match command {
+        KeysCommand::Ceremony {
+            data,
+            component_files,
+        } => {
+            let store = identity::open(&DataDir::new(&data), clock())?;
+            let a = keys::parse_component(&read_component('A', component_files.first())?.0)?;
+            println!("component A check value: {}", hex(&a.kcv()));
+            let b = keys::parse_component(&read_component('B', component_files.get(1))?.0)?;
+            println!("component B check value: {}", hex(&b.kcv()));
+            let report = keys::ceremony(&store, &a, &b)?;
+            println!("combined key check value: {}", hex(&report.kcv_combined));
+            println!(
+                "master keys derived and sealed in HQ's store; this ceremony cannot be run again"
+            );
+        }
+        KeysCommand::Export { node, data, out } => {
+            let dir = DataDir::new(&data);
+            let store = identity::open(&dir, clock())?;
+            let package = keys::export(&store, &identity::load_key(&dir)?, &node)?;
+            std::fs::write(&out, package).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "keys for node {} sealed to it in {}",
+                node.short(),
+                out.display()
+            );
+        }
+        KeysCommand::Import { package, data } => {
+            let dir = DataDir::new(&data);
+            let store = identity::open(&dir, clock())?;
+            let bytes = std::fs::read(&package)
+                .with_context(|| format!("reading {}", package.display()))?;
+            let names = keys::import(&store, &identity::load_key(&dir)?, &bytes)?;
+            println!("installed keys: {}", names.join(", "));
+        }
+        KeysCommand::Show { data } => {
+            let dir = DataDir::new(&data);
+            let store = identity::open(&dir, clock())?;
+            let held = keys::held(&store, &identity::load_key(&dir)?)?;
+            println!("keys held: {}", held.names().join(", "));
+        }
+    }
+    Ok(())
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Init {
+            data,
+            hq,
+            network,
+            label,
+        } => {
+            let dir = DataDir::new(&data);
+            if hq {
+                let name = network.context("--hq needs --network NAME")?;
+                let store = identity::init_hq(&dir, &name, clock())?;
+                let c = store.own_certificate();
+                println!(
+                    "created network '{name}' ({}) with this node as HQ ({})",
+                    c.network,
+                    c.node.short()
+                );
+                println!(
+                    "next: on each site run `cardmesh init`, then bring its request here for `cardmesh enroll`"
+                );
+            } else {
+                if network.is_some() {
+                    bail!("--network is only for creating a network with --hq");
+                }
+                let path = identity::init_site(&dir, &label, clock().as_ref())?;
+                println!(
+                    "created node key; enrollment request written to {}",
+                    path.display()
+                );
+                println!(
+                    "next: take that file to HQ and run `cardmesh enroll {} --site SITE --role store|station|issuer`",
+                    path.display()
+                );
+            }
+        }
+        Command::Enroll {
+            request,
+            site,
+            role,
+            data,
+            out,
+        } => {
+            if role == Role::Hq {
+                bail!("a network has exactly one HQ; enroll sites as store, station or issuer");
+            }
+            let dir = DataDir::new(&data);
+            let store = identity::open(&dir, clock())?;
+            let bytes = std::fs::read(&request)
+                .with_context(|| format!("reading {}", request.display()))?;
+            let package =
+                identity::enroll(&store, &dir, &bytes, site.clone(), role, clock().as_ref())?;
+            let out = out.unwrap_or_else(|| request.with_file_name(format!("{site}.cmjoin")));
+            std::fs::write(&out, package).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "enrolled a {role} node for site {site}; join package written to {}",
+                out.display()
+            );
+            println!(
+                "next: take it to the site and run `cardmesh join {}`",
+                out.display()
+            );
+        }
+        Command::Join { package, data } => {
+            let bytes = std::fs::read(&package)
+                .with_context(|| format!("reading {}", package.display()))?;
+            let store = identity::join(&DataDir::new(&data), &bytes, clock())?;
+            let c = store.own_certificate();
+            println!(
+                "joined network '{}' as a {} node of site {}",
+                c.network_name, c.role, c.site
+            );
+        }
+        Command::Status { data } => {
+            let store = identity::open(&DataDir::new(&data), clock())?;
+            print!("{}", NodeStatus::gather(&store)?);
+        }
+        Command::Demo { data, no_console } => {
+            let nodes = demo::create(&data, clock()).context("starting the demo network")?;
+            if no_console {
+                for n in &nodes {
+                    println!("== {}", n.name());
+                    print!("{}", NodeStatus::gather(n.store())?);
+                }
+            } else {
+                App::new(Box::new(Cluster(nodes)))
+                    .run()
+                    .context("running the console")?;
+            }
+        }
+        Command::Keys { command } => keys_command(command)?,
+        Command::Check { data } => {
+            let store = identity::open(&DataDir::new(&data), clock())?;
+            store
+                .verify_views()
+                .context("the store's views differ from its feeds")?;
+            println!("store is consistent: every view equals a refold of the feeds");
+        }
+    }
+    Ok(())
+}

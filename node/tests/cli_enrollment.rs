@@ -1,0 +1,245 @@
+//! The enrollment and key flows as a user runs them: the real `cardmesh` binary, real
+//! files in temporary folders, no network.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cardmesh(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cardmesh"))
+        .args(args)
+        .output()
+        .expect("run cardmesh")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = cardmesh(args);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "cardmesh {args:?} failed: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = cardmesh(args);
+    assert!(
+        !out.status.success(),
+        "cardmesh {args:?} should have failed"
+    );
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// HQ plus one enrolled store, by files only. Returns (hq dir, shop dir).
+fn network(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (hq, shop) = (tmp.join("hq"), tmp.join("shop"));
+    ok(&["init", "--hq", "--network", "test-chain", "--data", p(&hq)]);
+    ok(&["init", "--data", p(&shop), "--label", "till 1"]);
+    let request = shop.join("enroll-request.cmreq");
+    let package = tmp.join("shop-1.cmjoin");
+    ok(&[
+        "enroll",
+        p(&request),
+        "--site",
+        "shop-1",
+        "--role",
+        "store",
+        "--data",
+        p(&hq),
+        "--out",
+        p(&package),
+    ]);
+    ok(&["join", p(&package), "--data", p(&shop)]);
+    (hq, shop)
+}
+
+#[test]
+fn a_site_joins_by_request_certificate_and_join_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hq, shop) = network(tmp.path());
+    let status = ok(&["status", "--data", p(&shop)]);
+    assert!(status.contains("store at site shop-1"), "{status}");
+    assert!(status.contains("test-chain"), "{status}");
+    let hq_status = ok(&["status", "--data", p(&hq)]);
+    assert!(hq_status.contains("hq at site hq"), "{hq_status}");
+    assert!(
+        hq_status.contains("members   2"),
+        "HQ knows the new member: {hq_status}"
+    );
+    assert!(
+        !shop.join("enroll-request.cmreq").exists(),
+        "the request is spent"
+    );
+    let mode = fs::metadata(shop.join("node.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let mode = fs::metadata(shop.join("network.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    ok(&["check", "--data", p(&shop)]);
+}
+
+#[test]
+fn a_node_refuses_to_start_with_a_key_others_can_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, shop) = network(tmp.path());
+    fs::set_permissions(shop.join("node.key"), fs::Permissions::from_mode(0o644)).unwrap();
+    let err = fails(&["status", "--data", p(&shop)]);
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+#[test]
+fn a_folder_is_initialized_only_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hq, _) = network(tmp.path());
+    let err = fails(&["init", "--hq", "--network", "again", "--data", p(&hq)]);
+    assert!(err.contains("already a cardmesh node"), "{err}");
+}
+
+#[test]
+fn a_tampered_request_or_a_package_for_another_node_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hq, _) = network(tmp.path());
+    let other = tmp.path().join("other");
+    ok(&["init", "--data", p(&other)]);
+    let request = other.join("enroll-request.cmreq");
+    let mut bytes = fs::read(&request).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let bent = tmp.path().join("bent.cmreq");
+    fs::write(&bent, &bytes).unwrap();
+    let err = fails(&[
+        "enroll",
+        p(&bent),
+        "--site",
+        "shop-9",
+        "--role",
+        "store",
+        "--data",
+        p(&hq),
+    ]);
+    assert!(err.contains("altered or forged"), "{err}");
+    let err = fails(&[
+        "join",
+        p(&tmp.path().join("shop-1.cmjoin")),
+        "--data",
+        p(&other),
+    ]);
+    assert!(err.contains("is for node"), "{err}");
+    let err = fails(&[
+        "enroll",
+        p(&request),
+        "--site",
+        "shop-9",
+        "--role",
+        "hq",
+        "--data",
+        p(&hq),
+    ]);
+    assert!(err.contains("exactly one HQ"), "{err}");
+}
+
+#[test]
+fn the_key_ceremony_shows_check_values_runs_once_and_hands_out_role_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hq, shop) = network(tmp.path());
+    let (a, b) = (tmp.path().join("a.txt"), tmp.path().join("b.txt"));
+    fs::write(&a, "0123456789ABCDEF FEDCBA9876543210\n").unwrap();
+    fs::write(&b, "1111111111111111222222222222222F\n").unwrap();
+    let out = ok(&[
+        "keys",
+        "ceremony",
+        "--data",
+        p(&hq),
+        "--component-files",
+        p(&a),
+        p(&b),
+    ]);
+    // Check values computed independently with pycryptodome (3DES-ECB of 8 zero bytes).
+    assert!(out.contains("component A check value: 08D7B4"), "{out}");
+    assert!(out.contains("component B check value: 505B17"), "{out}");
+    assert!(out.contains("combined key check value: ABDB07"), "{out}");
+    assert!(
+        !out.to_uppercase().contains("0123456789ABCDEF"),
+        "a component was printed"
+    );
+    let err = fails(&[
+        "keys",
+        "ceremony",
+        "--data",
+        p(&hq),
+        "--component-files",
+        p(&a),
+        p(&b),
+    ]);
+    assert!(err.contains("can never be changed"), "{err}");
+
+    let shop_id = ok(&["status", "--data", p(&shop)])
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let pkg = tmp.path().join("shop.cmkeys");
+    ok(&[
+        "keys",
+        "export",
+        "--for",
+        &shop_id,
+        "--data",
+        p(&hq),
+        "--out",
+        p(&pkg),
+    ]);
+    let out = ok(&["keys", "import", p(&pkg), "--data", p(&shop)]);
+    assert_eq!(out.trim(), "installed keys: purchase, maintenance");
+    assert_eq!(
+        ok(&["keys", "show", "--data", p(&hq)]).trim(),
+        "keys held: purchase, load, tac, pin-unblock, maintenance"
+    );
+    let err = fails(&["keys", "import", p(&pkg), "--data", p(&hq)]);
+    assert!(err.contains("holds the master keys"), "{err}");
+}
+
+#[test]
+fn a_component_that_is_not_32_hex_digits_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hq, _) = network(tmp.path());
+    let (a, b) = (tmp.path().join("a.txt"), tmp.path().join("b.txt"));
+    fs::write(&a, "0123456789ABCDEFFEDCBA98765432").unwrap();
+    fs::write(&b, "1111111111111111222222222222222F").unwrap();
+    let err = fails(&[
+        "keys",
+        "ceremony",
+        "--data",
+        p(&hq),
+        "--component-files",
+        p(&a),
+        p(&b),
+    ]);
+    assert!(err.contains("got 30 digits"), "{err}");
+    fs::write(&a, "1111111111111111222222222222222F").unwrap();
+    let err = fails(&[
+        "keys",
+        "ceremony",
+        "--data",
+        p(&hq),
+        "--component-files",
+        p(&a),
+        p(&b),
+    ]);
+    assert!(err.contains("identical"), "{err}");
+}
