@@ -10,3 +10,4 @@ pub mod sam;
 pub mod seal;
 pub mod status;
 pub mod store;
+pub mod usb;
