@@ -6,6 +6,7 @@ pub mod demo;
 pub mod handle;
 pub mod identity;
 pub mod keys;
+pub mod link;
 pub mod sam;
 pub mod seal;
 pub mod status;

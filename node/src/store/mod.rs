@@ -329,6 +329,24 @@ impl Store {
             .collect()
     }
 
+    /// Enrolled and never revoked: the nodes this one will sync with.
+    pub fn is_member(&self, node: &NodeId) -> Result<bool, StoreError> {
+        let txn = self.read()?;
+        if txn.open_table(CERTS)?.get(&node.0)?.is_none() {
+            return Ok(false);
+        }
+        let mut lo = [0u8; 40];
+        let mut hi = [0xffu8; 40];
+        lo[..32].copy_from_slice(&node.0);
+        hi[..32].copy_from_slice(&node.0);
+        let revoked = txn
+            .open_table(REVOCATIONS)?
+            .range::<&[u8; 40]>(&lo..=&hi)?
+            .next()
+            .is_some();
+        Ok(!revoked)
+    }
+
     pub fn version_vector(&self) -> Result<VersionVector, StoreError> {
         read_vv(&self.read()?)
     }
