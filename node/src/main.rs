@@ -7,10 +7,14 @@ use cardmesh_node::demo;
 use cardmesh_node::handle::Cluster;
 use cardmesh_node::identity::{self, DataDir};
 use cardmesh_node::keys;
+use cardmesh_node::link::NodeSync;
+use cardmesh_node::link::iroh::IrohLink;
 use cardmesh_node::status::NodeStatus;
 use cardmesh_node::store::{Clock, SystemClock};
+use cardmesh_node::usb;
 use cardmesh_tui::App;
 use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -80,6 +84,19 @@ enum Command {
         #[arg(long)]
         no_console: bool,
     },
+    /// Serve sync sessions to enrolled peers over iroh (QUIC) until interrupted.
+    Serve {
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+        /// Address to listen on (UDP).
+        #[arg(long, default_value = "0.0.0.0:7470")]
+        listen: SocketAddr,
+    },
+    /// Sync with other nodes now.
+    Sync {
+        #[command(subcommand)]
+        command: SyncCommand,
+    },
     /// Card master keys: the HQ ceremony, and handing each node the keys its role needs.
     Keys {
         #[command(subcommand)]
@@ -89,6 +106,33 @@ enum Command {
     Check {
         #[arg(long, default_value = "cardmesh-data")]
         data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SyncCommand {
+    /// Sync with a USB stick both ways: take what this node lacks, leave on the stick what
+    /// it lacks (up to the budget). Without PATH, uses the one mounted removable drive.
+    Usb {
+        /// The stick's mount point (its `cardmesh` folder is used or created).
+        path: Option<PathBuf>,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+        /// At most this many MiB of new segments on the stick in this sync.
+        #[arg(long, default_value_t = 1024)]
+        budget_mib: u64,
+    },
+    /// One sync session with a peer over iroh (QUIC): both sides take what they lack.
+    Peer {
+        /// The peer's node id (see its `cardmesh status`).
+        node: NodeId,
+        /// The peer's address, e.g. 192.168.1.20:7470.
+        addr: SocketAddr,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+        /// Local address to send from.
+        #[arg(long, default_value = "0.0.0.0:0")]
+        bind: SocketAddr,
     },
 }
 
@@ -191,6 +235,121 @@ fn keys_command(command: KeysCommand) -> Result<()> {
     Ok(())
 }
 
+fn open_sync(data: &PathBuf) -> Result<NodeSync> {
+    let dir = DataDir::new(data);
+    Ok(NodeSync::new(
+        identity::open(&dir, clock())?,
+        identity::load_key(&dir)?,
+    ))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn stick_mount(path: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = path {
+        return Ok(p);
+    }
+    match usb::find_removable_mounts().as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no removable drive is mounted: plug the stick in, or give its path"),
+        many => bail!("several removable drives are mounted ({many:?}): give the stick's path"),
+    }
+}
+
+/// Draws a one-line progress bar on stderr.
+fn progress_bar(p: usb::Progress) {
+    let phase = match p.phase {
+        usb::Phase::Reading => "reading stick",
+        usb::Phase::Writing => "writing stick",
+    };
+    if p.total == 0 {
+        return;
+    }
+    let frac = p.done as f64 / p.total as f64;
+    let filled = (frac * 30.0).round() as usize;
+    eprint!(
+        "\r{phase:<14} [{:<30}] {}/{} entries",
+        "#".repeat(filled.min(30)),
+        p.done,
+        p.total
+    );
+    if p.done >= p.total {
+        eprintln!();
+    }
+}
+
+fn sync_command(command: SyncCommand) -> Result<()> {
+    match command {
+        SyncCommand::Usb {
+            path,
+            data,
+            budget_mib,
+        } => {
+            let dir = DataDir::new(&data);
+            let store = identity::open(&dir, clock())?;
+            let network_key = identity::load_network_key(&dir)?;
+            let mount = stick_mount(path)?;
+            let folder = usb::stick_folder(&mount);
+            let r = usb::sync_stick(
+                &store,
+                &network_key,
+                &folder,
+                budget_mib << 20,
+                &mut progress_bar,
+            )
+            .with_context(|| format!("syncing with the stick at {}", mount.display()))?;
+            println!(
+                "took {} entries from the stick, wrote {} ({} KiB)",
+                r.taken_in,
+                r.written_out,
+                r.bytes_written / 1024
+            );
+            for s in &r.skipped {
+                println!("skipped {}: {}", s.path.display(), s.reason);
+            }
+            if r.budget_exhausted || r.stick_full {
+                println!(
+                    "the stick still lacks {} entries: sync again with a larger budget or an emptier stick",
+                    r.stick_lacks
+                );
+            }
+            Ok(())
+        }
+        SyncCommand::Peer {
+            node,
+            addr,
+            data,
+            bind,
+        } => {
+            let sync = open_sync(&data)?;
+            runtime()?.block_on(async {
+                let link = IrohLink::bind(sync, bind, clock()).await?;
+                let result = link.sync_with(node, addr).await;
+                link.shutdown().await;
+                let o =
+                    result.with_context(|| format!("syncing with {} at {addr}", node.short()))?;
+                println!(
+                    "synced with {} ({} at site {}): {} entries received, {} sent",
+                    o.peer.node.short(),
+                    o.peer.role,
+                    o.peer.site,
+                    o.stats.entries_applied,
+                    o.stats.applied_by_peer
+                );
+                for r in o.refused_here.iter().chain(&o.refused_by_peer) {
+                    println!("refused: {r}");
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
 fn clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
@@ -290,6 +449,23 @@ fn main() -> Result<()> {
             }
         }
         Command::Keys { command } => keys_command(command)?,
+        Command::Sync { command } => sync_command(command)?,
+        Command::Serve { data, listen } => {
+            let sync = open_sync(&data)?;
+            let me = sync.key().node_id();
+            runtime()?.block_on(async {
+                let link = IrohLink::bind(sync, listen, clock()).await?;
+                println!(
+                    "serving sync as {me} on {:?}; Ctrl-C stops",
+                    link.local_addrs()
+                );
+                tokio::signal::ctrl_c()
+                    .await
+                    .context("waiting for Ctrl-C")?;
+                link.shutdown().await;
+                anyhow::Ok(())
+            })?;
+        }
         Command::Check { data } => {
             let store = identity::open(&DataDir::new(&data), clock())?;
             store
