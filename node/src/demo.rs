@@ -2,10 +2,11 @@
 //! each a real node with its own key and redb store in a demo folder, enrolled through
 //! the same request -> certificate -> join files a real site uses, seeded with a network
 //! registry, a price book with a change scheduled for midnight, discount rules, cards and
-//! one lost card, then synced.
+//! one lost card, then synced over iroh endpoints on loopback.
 
-use crate::handle::Node;
+use crate::handle::{Cluster, Node};
 use crate::identity::{self, DataDir, IdentityError};
+use crate::link::drive::LinkError;
 use crate::store::{Clock, StoreError};
 use cardmesh_model::body::{
     BlacklistEvent, BlockReason, Body, CardChange, CardEvent, CardStatus, Holder,
@@ -37,6 +38,10 @@ pub enum DemoError {
     Io(#[from] std::io::Error),
     #[error("seeding the demo: {0}")]
     Seed(String),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("syncing the demo nodes: {0}")]
+    Sync(String),
 }
 
 /// The demo's nodes: name, site and role. HQ first.
@@ -51,8 +56,9 @@ fn site(s: &str) -> SiteId {
     s.parse().expect("demo site ids are valid")
 }
 
-/// Creates (or recreates) the demo network under `root` and returns its nodes, synced.
-pub fn create(root: &Path, clock: Arc<dyn Clock>) -> Result<Vec<Node>, DemoError> {
+/// Creates (or recreates) the demo network under `root`, starts each node's endpoint and
+/// syncs them.
+pub fn create(root: &Path, clock: Arc<dyn Clock>) -> Result<Cluster, DemoError> {
     if root.exists() {
         if !root.join(MARKER).exists() {
             return Err(DemoError::NotADemoFolder(root.to_path_buf()));
@@ -68,6 +74,7 @@ pub fn create(root: &Path, clock: Arc<dyn Clock>) -> Result<Vec<Node>, DemoError
     let hq_dir = DataDir::new(root.join("hq"));
     let hq_store = identity::init_hq(&hq_dir, "demo-chain", clock.clone())?;
     let mut nodes = vec![Node::from_store("hq", hq_store, clock.clone())];
+    let mut keys = vec![identity::load_key(&hq_dir)?];
     for (name, role) in &NODES[1..] {
         let dir = DataDir::new(root.join(name));
         let request = fs::read(identity::init_site(&dir, name, clock.as_ref())?)?;
@@ -83,6 +90,7 @@ pub fn create(root: &Path, clock: Arc<dyn Clock>) -> Result<Vec<Node>, DemoError
         fs::write(&path, &package)?;
         let store = identity::join(&dir, &fs::read(&path)?, clock.clone())?;
         nodes.push(Node::from_store(name, store, clock.clone()));
+        keys.push(identity::load_key(&dir)?);
     }
     seed_hq(&nodes[0], clock.now_ms() as i64)?;
     let cards = demo_cards();
@@ -94,12 +102,12 @@ pub fn create(root: &Path, clock: Arc<dyn Clock>) -> Result<Vec<Node>, DemoError
             reason: BlockReason::Lost,
             operator: Some("shop1-mgr".parse().expect("valid operator id")),
         }))?;
-    for i in 0..nodes.len() {
-        for j in i + 1..nodes.len() {
-            nodes[i].sync_in_process(&nodes[j])?;
-        }
+    let cluster = Cluster::start(nodes.into_iter().zip(keys).collect())?;
+    // Two rounds: the first spreads HQ's certificates, the second everything relayed.
+    for _ in 0..2 {
+        cluster.sync_round().map_err(DemoError::Sync)?;
     }
-    Ok(nodes)
+    Ok(cluster)
 }
 
 /// The demo's cards: number, holder (None = anonymous) and member class.

@@ -2,11 +2,15 @@
 //! console reaches nodes only through `cardmesh_tui::Nodes`, implemented here.
 
 use crate::identity::{self, DataDir, IdentityError};
+use crate::link::NodeSync;
+use crate::link::drive::LinkError;
+use crate::link::iroh::IrohLink;
 use crate::status::NodeStatus;
 use crate::store::{Clock, Store, StoreError};
-use cardmesh_model::FeedRange;
+use cardmesh_model::NodeKey;
 use cardmesh_model::docs::{DocName, pricebook};
 use cardmesh_tui::{FeedRow, NodeSummary, Nodes, PriceLine};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -14,13 +18,6 @@ pub struct Node {
     name: String,
     store: Store,
     clock: Arc<dyn Clock>,
-}
-
-/// How much one in-process sync moved each way.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SyncCount {
-    pub received: usize,
-    pub sent: usize,
 }
 
 impl Node {
@@ -90,68 +87,85 @@ impl Node {
                 .collect(),
         })
     }
+}
 
-    /// Exchanges what each side lacks directly between two stores on this machine, in
-    /// bounded batches: the plan every link runs (version vectors, then missing ranges).
-    pub fn sync_in_process(&self, peer: &Node) -> Result<SyncCount, StoreError> {
-        Ok(SyncCount {
-            received: pull(&self.store, &peer.store)?,
-            sent: pull(&peer.store, &self.store)?,
+/// Several nodes shown in one console (the demo), each with its own iroh endpoint on
+/// loopback: a sync round runs a real session over QUIC between every pair.
+pub struct Cluster {
+    nodes: Vec<Node>,
+    links: Vec<IrohLink>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Cluster {
+    /// Binds an endpoint on 127.0.0.1 for every node (given with its key).
+    pub fn start(nodes: Vec<(Node, NodeKey)>) -> Result<Cluster, LinkError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| LinkError::Transport(format!("starting the async runtime: {e}")))?;
+        let loopback: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+        let links = runtime.block_on(async {
+            let mut links = Vec::new();
+            for (n, key) in &nodes {
+                let sync = NodeSync::new(n.store.clone(), key.clone());
+                links.push(IrohLink::bind(sync, loopback, n.clock.clone()).await?);
+            }
+            Ok::<_, LinkError>(links)
+        })?;
+        Ok(Cluster {
+            nodes: nodes.into_iter().map(|(n, _)| n).collect(),
+            links,
+            runtime,
         })
     }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// One session between every pair; returns the entries applied on both sides.
+    pub fn sync_round(&self) -> Result<u64, String> {
+        let mut moved = 0;
+        for (i, a) in self.links.iter().enumerate() {
+            for (j, b) in self.links.iter().enumerate().skip(i + 1) {
+                let peer = self.nodes[j].store.node_id();
+                let addr = b.local_addrs()[0];
+                let o = self
+                    .runtime
+                    .block_on(a.sync_with(peer, addr))
+                    .map_err(|e| {
+                        format!("{} <-> {}: {e}", self.nodes[i].name, self.nodes[j].name)
+                    })?;
+                moved += o.stats.entries_applied + o.stats.applied_by_peer;
+            }
+        }
+        Ok(moved)
+    }
 }
 
-const BATCH: usize = 1000;
-
-fn pull(to: &Store, from: &Store) -> Result<usize, StoreError> {
-    let mut moved = 0;
-    for range in to.version_vector()?.lacks(&from.version_vector()?) {
-        let mut next = range.from;
-        while next <= range.to {
-            let batch = from.entries(
-                FeedRange {
-                    from: next,
-                    ..range
-                },
-                BATCH,
-            )?;
-            let Some(last) = batch.last().map(|e| e.seq) else {
-                break;
-            };
-            let report = to.ingest(batch)?;
-            moved += report.applied;
-            if !report.rejected.is_empty() {
-                tracing::warn!(from = %range.origin.short(), errors = ?report.rejected, "entries refused");
-                break;
-            }
-            next = last + 1;
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for link in self.links.drain(..) {
+            self.runtime.block_on(link.shutdown());
         }
     }
-    Ok(moved)
 }
-
-/// Several nodes shown in one console (the demo); syncs every pair in process.
-pub struct Cluster(pub Vec<Node>);
 
 impl Nodes for Cluster {
     fn names(&self) -> Vec<String> {
-        self.0.iter().map(|n| n.name.clone()).collect()
+        self.nodes.iter().map(|n| n.name.clone()).collect()
     }
 
     fn summary(&self, index: usize) -> Result<NodeSummary, String> {
-        self.0[index].summary().map_err(|e| e.to_string())
+        self.nodes[index].summary().map_err(|e| e.to_string())
     }
 
     fn sync_all(&self) -> Result<String, String> {
-        let mut moved = 0;
-        for (i, a) in self.0.iter().enumerate() {
-            for b in &self.0[i + 1..] {
-                let c = a
-                    .sync_in_process(b)
-                    .map_err(|e| format!("{} <-> {}: {e}", a.name, b.name))?;
-                moved += c.received + c.sent;
-            }
-        }
-        Ok(format!("synced every pair of nodes: {moved} entries moved"))
+        let moved = self.sync_round()?;
+        Ok(format!(
+            "synced every pair over iroh (loopback QUIC): {moved} entries moved"
+        ))
     }
 }

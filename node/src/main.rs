@@ -4,7 +4,6 @@
 use anyhow::{Context, Result, bail};
 use cardmesh_model::{NodeId, Role, SiteId};
 use cardmesh_node::demo;
-use cardmesh_node::handle::Cluster;
 use cardmesh_node::identity::{self, DataDir};
 use cardmesh_node::keys;
 use cardmesh_node::link::NodeSync;
@@ -436,14 +435,14 @@ fn main() -> Result<()> {
             print!("{}", NodeStatus::gather(&store)?);
         }
         Command::Demo { data, no_console } => {
-            let nodes = demo::create(&data, clock()).context("starting the demo network")?;
+            let cluster = demo::create(&data, clock()).context("starting the demo network")?;
             if no_console {
-                for n in &nodes {
+                for n in cluster.nodes() {
                     println!("== {}", n.name());
                     print!("{}", NodeStatus::gather(n.store())?);
                 }
             } else {
-                App::new(Box::new(Cluster(nodes)))
+                App::new(Box::new(cluster))
                     .run()
                     .context("running the console")?;
             }
