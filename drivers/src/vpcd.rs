@@ -12,6 +12,7 @@
 //! vpcd writes the length and the body in two segments: without `TCP_NODELAY` and
 //! `TCP_QUICKACK` after every read, Nagle and delayed ACKs cost about 48 ms per APDU.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::thread::{self, JoinHandle};
@@ -28,6 +29,67 @@ pub const PSAM_SLOT: (&str, u16) = ("127.0.0.1", 35964);
 pub const CARD_READER_NAME: &str = "Virtual PCD 00 00";
 /// Name of the reader of [`PSAM_SLOT`] as pcscd lists it.
 pub const PSAM_READER_NAME: &str = "Virtual PCD 00 01";
+
+/// Exclusive use of both vpcd slots, across processes: there is one pcscd per machine and
+/// its vpcd ports are fixed, so two test binaries (or two checkouts testing at once) that
+/// insert cards concurrently would talk to each other's chips. Held until dropped.
+#[derive(Debug)]
+pub struct VpcdSlots {
+    _lock: File,
+}
+
+/// Why the vpcd slots cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SlotsError {
+    #[error("cannot take the vpcd slot lock {path}: {source}")]
+    Lock { path: String, source: io::Error },
+    #[error("pcscd with the vpcd readers is not available: {0}")]
+    Unavailable(String),
+}
+
+impl VpcdSlots {
+    /// Waits for the machine-wide slot lock, then checks that pcscd lists both vpcd
+    /// readers.
+    pub fn take() -> Result<VpcdSlots, SlotsError> {
+        let path = std::env::temp_dir().join("cardmesh-vpcd.lock");
+        let lock_err = |source| SlotsError::Lock {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_err)?;
+        file.lock().map_err(lock_err)?;
+        let readers = crate::reader::pcsc::list_readers()
+            .map_err(|e| SlotsError::Unavailable(e.to_string()))?;
+        let has = |name: &str| readers.iter().any(|r| r.contains(name));
+        if !has(CARD_READER_NAME) || !has(PSAM_READER_NAME) {
+            return Err(SlotsError::Unavailable(format!(
+                "pcscd lists {readers:?}, not both {CARD_READER_NAME:?} and {PSAM_READER_NAME:?}"
+            )));
+        }
+        Ok(VpcdSlots { _lock: file })
+    }
+
+    /// For tests: the slots, or `None` (the test skips, saying why) when pcscd is not
+    /// there and `CARDMESH_REQUIRE_HW` is unset. With it set, a missing pcscd panics so
+    /// CI can never pass by skipping.
+    pub fn for_test() -> Option<VpcdSlots> {
+        match VpcdSlots::take() {
+            Ok(slots) => Some(slots),
+            Err(e) if std::env::var_os("CARDMESH_REQUIRE_HW").is_some() => {
+                panic!("{e}, and CARDMESH_REQUIRE_HW is set")
+            }
+            Err(e) => {
+                eprintln!("skipping: {e}; start pcscd to run this test");
+                None
+            }
+        }
+    }
+}
 
 /// A chip inserted in a vpcd slot, served by a background thread.
 pub struct VpcdBridge<C: ApduProcessor + 'static> {

@@ -3,43 +3,30 @@
 //!
 //! Needs `pcscd` running with `vsmartcard-vpcd`. Without it these tests print a line
 //! and pass, unless `CARDMESH_REQUIRE_HW` is set, in which case they fail. There is one
-//! pcscd per machine and the vpcd ports are fixed, so the tests take a global lock.
+//! pcscd per machine and the vpcd ports are fixed, so the tests take a machine-wide lock
+//! ([`VpcdSlots`]).
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use cardmesh_drivers::card::VirtualCard;
 use cardmesh_drivers::epurse::{EPurse, EpurseError};
 use cardmesh_drivers::psam::VirtualPsam;
-use cardmesh_drivers::reader::pcsc::{PcscReader, list_readers};
+use cardmesh_drivers::reader::pcsc::PcscReader;
 use cardmesh_drivers::reader::{CardReader, ReaderError};
 use cardmesh_drivers::sam::PsamClient;
 use cardmesh_drivers::types::Pin;
 use cardmesh_drivers::vpcd::{
-    CARD_READER_NAME, CARD_SLOT, PSAM_READER_NAME, PSAM_SLOT, VpcdBridge,
+    CARD_READER_NAME, CARD_SLOT, PSAM_READER_NAME, PSAM_SLOT, VpcdBridge, VpcdSlots,
 };
 use common::*;
 
-static SLOTS: Mutex<()> = Mutex::new(());
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Takes the slots if pcscd with vpcd is there; `None` (skip) if not and not required.
-fn slots() -> Option<MutexGuard<'static, ()>> {
-    let guard = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
-    let readers = list_readers();
-    let ok = matches!(&readers, Ok(r) if r.iter().any(|n| n.contains(CARD_READER_NAME))
-        && r.iter().any(|n| n.contains(PSAM_READER_NAME)));
-    if ok {
-        return Some(guard);
-    }
-    let why = format!("pcscd with vpcd readers not available ({readers:?})");
-    if std::env::var_os("CARDMESH_REQUIRE_HW").is_some() {
-        panic!("{why}, and CARDMESH_REQUIRE_HW is set");
-    }
-    eprintln!("skipping: {why}; start pcscd to run this test");
-    None
+/// The vpcd slots (a lock shared with every other process), or `None` to skip.
+fn slots() -> Option<VpcdSlots> {
+    VpcdSlots::for_test()
 }
 
 /// Opens a reader and makes sure its slot is empty before the test inserts anything.
