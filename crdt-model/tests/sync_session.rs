@@ -235,9 +235,10 @@ fn run_checking_limits(a: &mut sync::ReplicaNode, b: &mut sync::ReplicaNode) -> 
         for f in to_b.iter().chain(&to_a) {
             assert!(f.len() <= MAX_FRAME_BYTES, "frame of {} bytes", f.len());
             if let Message::Batch(batch) = Message::decode(f).unwrap() {
-                assert!(batch.entries.len() <= MAX_BATCH_ENTRIES);
-                let bytes: usize = batch.entries.iter().map(|e| e.encode().len()).sum();
-                assert!(batch.entries.len() == 1 || bytes <= MAX_BATCH_BYTES);
+                let entries = sync::packed::unpack(&batch.packed).unwrap();
+                assert!(entries.len() <= MAX_BATCH_ENTRIES);
+                let bytes: usize = entries.iter().map(|e| e.encode().len()).sum();
+                assert!(entries.len() == 1 || bytes <= MAX_BATCH_BYTES);
             }
         }
         let mut next_a = Vec::new();

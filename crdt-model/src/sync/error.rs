@@ -42,6 +42,8 @@ pub enum SyncError {
         got: usize,
         max: usize,
     },
+    #[error("peer sent a bad batch ({0}): the link corrupted it or the peer is misbehaving")]
+    BadBatch(#[from] super::packed::PackError),
     #[error("peer ended the session: {reason}")]
     PeerRefused { reason: String },
     #[error("the session is over; start a new one")]

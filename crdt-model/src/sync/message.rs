@@ -5,7 +5,6 @@
 use super::{MAX_FRAME_BYTES, Nonce, SyncError};
 use crate::auth::Certificate;
 use crate::codec::{self, Kind};
-use crate::entry::Entry;
 use crate::ids::{NetworkId, NodeId};
 use crate::sign::Sig;
 use crate::vv::VersionVector;
@@ -59,8 +58,8 @@ pub struct Batch {
     /// Certificates of origins in this batch that the receiver may not know yet, so a
     /// relayed feed can be verified even if its enrollment came by another path.
     pub certificates: Vec<Certificate>,
-    /// Runs of consecutive entries per origin, each origin's in feed order.
-    pub entries: Vec<Entry>,
+    /// The entries, each origin's in feed order, packed (see [`super::packed`]).
+    pub packed: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,7 @@
 
 mod error;
 pub mod message;
+pub mod packed;
 mod pair;
 mod session;
 mod store;

@@ -4,7 +4,7 @@
 use super::message::{Ack, Auth, Batch, Hello, Message, PROTOCOL_VERSION, Side, auth_transcript};
 use super::{
     Limits, MAX_ACK_REASONS, MAX_BATCH_ENTRIES, MAX_FRAME_BYTES, MAX_KEPT_REASONS,
-    MAX_REASON_BYTES, Nonce, SyncError, SyncStore, plan,
+    MAX_REASON_BYTES, Nonce, SyncError, SyncStore, packed, plan,
 };
 use crate::auth::{AuthError, Certificate};
 use crate::entry::Entry;
@@ -376,20 +376,16 @@ impl Session {
     }
 
     fn on_batch(&mut self, store: &mut impl SyncStore, b: Batch) -> Result<Vec<u8>, SyncError> {
-        for (what, got) in [
-            ("entries", b.entries.len()),
-            ("certificates", b.certificates.len()),
-        ] {
-            if got > MAX_BATCH_ENTRIES {
-                return Err(SyncError::OverLimit {
-                    what,
-                    got,
-                    max: MAX_BATCH_ENTRIES,
-                });
-            }
+        if b.certificates.len() > MAX_BATCH_ENTRIES {
+            return Err(SyncError::OverLimit {
+                what: "certificates",
+                got: b.certificates.len(),
+                max: MAX_BATCH_ENTRIES,
+            });
         }
+        let entries = packed::unpack(&b.packed)?;
         self.stats.batches_received += 1;
-        self.stats.entries_received += b.entries.len() as u64;
+        self.stats.entries_received += entries.len() as u64;
         let mut reasons = Vec::new();
         let hq = store.hq_certificate().map_err(store_err)?;
         for cert in b.certificates {
@@ -402,11 +398,11 @@ impl Session {
             }
         }
         let mut tips: BTreeMap<NodeId, u64> = BTreeMap::new();
-        for e in &b.entries {
+        for e in &entries {
             let tip = tips.entry(e.origin).or_default();
             *tip = (*tip).max(e.seq);
         }
-        let report = store.ingest(b.entries).map_err(store_err)?;
+        let report = store.ingest(entries).map_err(store_err)?;
         reasons.extend(report.rejected.iter().map(ToString::to_string));
         let stalled = if report.rejected.is_empty() {
             Vec::new()
@@ -508,7 +504,7 @@ impl Session {
                     .then(|| t.certificates.get(&e.origin))
                     .flatten();
                 let size = encoded_size(&e) + cert.map_or(0, encoded_size);
-                if size > MAX_FRAME_BYTES - BATCH_OVERHEAD {
+                if packed::packed_bound(size) > MAX_FRAME_BYTES - BATCH_OVERHEAD {
                     // No frame can carry it, and the peer cannot apply what follows it
                     // without it: this feed stops here, the others still go.
                     let reason = format!(
@@ -545,7 +541,7 @@ impl Session {
         let frame = Message::Batch(Batch {
             id,
             certificates,
-            entries,
+            packed: packed::pack(&entries),
         })
         .encode();
         debug_assert!(frame.len() <= MAX_FRAME_BYTES, "batch over the frame limit");
