@@ -35,6 +35,9 @@ pub struct PairOutcome {
     pub responder_error: Option<SyncError>,
     pub frames_delivered: usize,
     pub largest_frame: usize,
+    /// Bytes of all frames delivered, both directions: what the session costs on a wire
+    /// before the transport's own framing.
+    pub bytes_delivered: usize,
     /// Frames were dropped because the link was cut.
     pub cut: bool,
 }
@@ -81,6 +84,7 @@ pub fn run_pair(a: &mut impl SyncStore, b: &mut impl SyncStore, link: Link) -> P
     ia.record(started, &mut rb);
     let mut delivered = 0;
     let mut largest = 0;
+    let mut bytes = 0;
     let mut cut = false;
     loop {
         let mut moved = false;
@@ -99,6 +103,7 @@ pub fn run_pair(a: &mut impl SyncStore, b: &mut impl SyncStore, link: Link) -> P
             }
             delivered += 1;
             largest = largest.max(frame.len());
+            bytes += frame.len();
             moved = true;
             // A failed end hears nothing more: its side of the link is closed.
             if to.error.is_none() {
@@ -121,6 +126,7 @@ pub fn run_pair(a: &mut impl SyncStore, b: &mut impl SyncStore, link: Link) -> P
         responder_error: rb.error,
         frames_delivered: delivered,
         largest_frame: largest,
+        bytes_delivered: bytes,
         cut,
     }
 }
