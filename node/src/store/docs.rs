@@ -32,18 +32,27 @@ pub fn load(
     changes: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
     name: &DocName,
 ) -> Result<Option<(AutoCommit, DocState)>, StoreError> {
-    let key = schema::doc_key(name);
-    let Some(state) = docs.get(key.as_slice())? else {
+    load_key(docs, changes, &schema::doc_key(name), name)
+}
+
+/// [`load`] by the document's table key; `label` names it in errors.
+pub fn load_key(
+    docs: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    changes: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
+    key: &[u8],
+    label: &dyn std::fmt::Display,
+) -> Result<Option<(AutoCommit, DocState)>, StoreError> {
+    let Some(state) = docs.get(key)? else {
         return Ok(None);
     };
     let state: DocState = schema::decode_view(state.value(), "document state")?;
-    let bad = |e: &dyn std::fmt::Display| StoreError::corrupt(format!("{name}: {e}"));
+    let bad = |e: &dyn std::fmt::Display| StoreError::corrupt(format!("{label}: {e}"));
     let mut doc = match &state.saved {
         Some(bytes) => AutoCommit::load(bytes).map_err(|e| bad(&e))?,
         None => AutoCommit::new(),
     };
     let mut incremental = Vec::new();
-    for row in changes.range((key.as_slice(), 0)..=(key.as_slice(), u64::MAX))? {
+    for row in changes.range((key, 0)..=(key, u64::MAX))? {
         let (_, bytes) = row?;
         incremental.push(parse_change(bytes.value()).map_err(|e| bad(&e))?);
     }

@@ -552,6 +552,12 @@ impl Store {
         verify::verify(&self.read()?, &self.inner.hq_cert)
     }
 
+    /// What replicas holding the same entries must agree on, as one hash (see
+    /// [`verify::replica_digest`]): two nodes that synced fully have equal digests.
+    pub fn replica_digest(&self) -> Result<cardmesh_model::Hash, StoreError> {
+        verify::replica_digest(&self.read()?)
+    }
+
     /// A notice after every commit that applied entries, carrying the version vector of
     /// that commit. The channel is bounded: a subscriber that falls more than a few
     /// notices behind misses the newer ones but still has unread ones queued, so it

@@ -14,7 +14,9 @@ use cardmesh_model::docs::{DocName, discounts, network, pricebook};
 use cardmesh_model::registry::CardRecord;
 use cardmesh_model::replica::Replica;
 use cardmesh_model::{CardAsn, Certificate, Entry, Hlc, NodeId};
-use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
+use redb::{
+    Key, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle, Value,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
@@ -209,6 +211,60 @@ fn verify_docs(txn: &ReadTransaction, replica: &Replica) -> Result<(), StoreErro
         a.sort();
         b.sort();
         same(&format!("heads of {name}"), &a, &b)?;
+    }
+    Ok(())
+}
+
+/// A hash of everything replicas must agree on once they hold the same entries: feed
+/// heads, membership, and every folded view (the documents by their automerge heads,
+/// since two replicas may store the same document state in different snapshots).
+/// Node-local tables (config, terminal counters, schema) are left out.
+pub fn replica_digest(txn: &ReadTransaction) -> Result<cardmesh_model::Hash, StoreError> {
+    let mut h = blake3::Hasher::new();
+    hash_table(txn, HEADS, &mut h)?;
+    hash_table(txn, CERTS, &mut h)?;
+    hash_table(txn, REVOCATIONS, &mut h)?;
+    hash_table(txn, BLACKLIST, &mut h)?;
+    hash_table(txn, BLOCKED, &mut h)?;
+    hash_table(txn, CARDS, &mut h)?;
+    hash_table(txn, LEDGER_BY_CARD, &mut h)?;
+    hash_table(txn, LEDGER_BY_SITE_DAY, &mut h)?;
+    hash_table(txn, LEDGER_BY_TERMINAL_DAY, &mut h)?;
+    hash_table(txn, ALARMS, &mut h)?;
+    hash_table(txn, UNFOLDABLE, &mut h)?;
+    let docs_table = txn.open_table(DOCS)?;
+    let changes = txn.open_table(DOC_CHANGES)?;
+    for row in docs_table.iter()? {
+        let (key, _) = row?;
+        let key = key.value().to_vec();
+        let label = String::from_utf8_lossy(&key).into_owned();
+        if let Some((mut doc, _)) = docs::load_key(&docs_table, &changes, &key, &label)? {
+            let mut heads = doc.get_heads();
+            heads.sort();
+            h.update(&key);
+            for head in heads {
+                h.update(&head.0);
+            }
+        }
+    }
+    Ok(cardmesh_model::Hash(*h.finalize().as_bytes()))
+}
+
+fn hash_table<K: Key + 'static, V: Value + 'static>(
+    txn: &ReadTransaction,
+    table: TableDefinition<K, V>,
+    h: &mut blake3::Hasher,
+) -> Result<(), StoreError> {
+    h.update(table.name().as_bytes());
+    for row in txn.open_table(table)?.iter()? {
+        let (k, v) = row?;
+        for bytes in [
+            K::as_bytes(&k.value()).as_ref(),
+            V::as_bytes(&v.value()).as_ref(),
+        ] {
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        }
     }
     Ok(())
 }
