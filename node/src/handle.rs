@@ -5,6 +5,7 @@ use crate::identity::{self, DataDir, IdentityError};
 use crate::link::NodeSync;
 use crate::link::drive::LinkError;
 use crate::link::iroh::IrohLink;
+use crate::link::service::{PeerStatus, SyncService};
 use crate::status::NodeStatus;
 use crate::store::{Clock, Store, StoreError};
 use cardmesh_model::NodeKey;
@@ -167,5 +168,127 @@ impl Nodes for Cluster {
         Ok(format!(
             "synced every pair over iroh (loopback QUIC): {moved} entries moved"
         ))
+    }
+}
+
+/// A site's own node running for real: its endpoint serving peers, the background loop
+/// dialing the configured ones, and what the console needs to show it.
+pub struct Running {
+    node: Node,
+    /// Taken only by `drop`.
+    link: Option<Arc<IrohLink>>,
+    service: Option<SyncService>,
+    peers: Vec<crate::config::NamedPeer>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Running {
+    /// Opens the node in `dir`, binds its endpoint on `config.listen` and starts dialing
+    /// `config.peers`.
+    pub fn start(
+        dir: &DataDir,
+        config: crate::config::NodeConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Running, LinkError> {
+        let identity_err = |e: IdentityError| LinkError::Transport(e.to_string());
+        let store = identity::open(dir, clock.clone()).map_err(identity_err)?;
+        let key = identity::load_key(dir).map_err(identity_err)?;
+        let name = store.own_certificate().site.to_string();
+        let node = Node::from_store(&name, store.clone(), clock.clone());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| LinkError::Transport(format!("starting the async runtime: {e}")))?;
+        let link = Arc::new(runtime.block_on(IrohLink::bind(
+            NodeSync::new(store.clone(), key),
+            config.listen,
+            clock.clone(),
+        ))?);
+        let peers: Vec<_> = config.peers.iter().map(|p| p.peer.clone()).collect();
+        let service = {
+            let _in_runtime = runtime.enter();
+            SyncService::spawn(link.clone(), store, peers, config.policy, clock)
+        };
+        Ok(Running {
+            node,
+            link: Some(link),
+            service: Some(service),
+            peers: config.peers,
+            runtime,
+        })
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    fn link(&self) -> &IrohLink {
+        self.link
+            .as_ref()
+            .expect("the link is there until the node is dropped")
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.link().local_addrs()
+    }
+
+    /// The configured peers and how syncing with each is going.
+    pub fn peer_status(&self) -> Vec<PeerStatus> {
+        self.service
+            .as_ref()
+            .map(SyncService::status)
+            .unwrap_or_default()
+    }
+
+    /// Waits for Ctrl-C (a service's way to stop).
+    pub fn wait_for_interrupt(&self) -> std::io::Result<()> {
+        self.runtime.block_on(tokio::signal::ctrl_c())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(service) = self.service.take() {
+            self.runtime.block_on(service.stop());
+        }
+        // The loop held the only other reference; once it has stopped, the endpoint can
+        // close cleanly instead of just vanishing.
+        if let Some(link) = self.link.take().and_then(|l| Arc::try_unwrap(l).ok()) {
+            self.runtime.block_on(link.shutdown());
+        }
+    }
+}
+
+impl Nodes for Running {
+    fn names(&self) -> Vec<String> {
+        vec![self.node.name.clone()]
+    }
+
+    fn summary(&self, _index: usize) -> Result<NodeSummary, String> {
+        self.node.summary().map_err(|e| e.to_string())
+    }
+
+    fn sync_all(&self) -> Result<String, String> {
+        if self.peers.is_empty() {
+            return Err(format!(
+                "no peers configured: add [[sync.peer]] entries to {} in the data folder",
+                crate::config::FILE
+            ));
+        }
+        let mut lines = Vec::new();
+        for p in &self.peers {
+            let result = self
+                .runtime
+                .block_on(self.link().sync_with(p.peer.node, p.peer.addr));
+            lines.push(match result {
+                Ok(o) => format!(
+                    "{}: {} in, {} out",
+                    p.name, o.stats.entries_applied, o.stats.applied_by_peer
+                ),
+                Err(e) => format!("{}: {e}", p.name),
+            });
+        }
+        Ok(lines.join("; "))
     }
 }

@@ -2,6 +2,7 @@
 //! enrollment, and (growing) the POS, sync and reports built on them. The `cardmesh`
 //! binary is a thin shell over this library.
 
+pub mod config;
 pub mod demo;
 pub mod handle;
 pub mod identity;

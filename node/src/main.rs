@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use cardmesh_model::{NodeId, Role, SiteId};
-use cardmesh_node::demo;
+use cardmesh_node::handle::Running;
 use cardmesh_node::identity::{self, DataDir};
 use cardmesh_node::keys;
 use cardmesh_node::link::NodeSync;
@@ -11,6 +11,7 @@ use cardmesh_node::link::iroh::IrohLink;
 use cardmesh_node::status::NodeStatus;
 use cardmesh_node::store::{Clock, SystemClock};
 use cardmesh_node::usb;
+use cardmesh_node::{config, demo};
 use cardmesh_tui::App;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -83,13 +84,17 @@ enum Command {
         #[arg(long)]
         no_console: bool,
     },
-    /// Serve sync sessions to enrolled peers over iroh (QUIC) until interrupted.
-    Serve {
+    /// Run this node: the console in the foreground; serving peers and syncing with the
+    /// peers of `config.toml` in the background.
+    Run {
         #[arg(long, default_value = "cardmesh-data")]
         data: PathBuf,
-        /// Address to listen on (UDP).
-        #[arg(long, default_value = "0.0.0.0:7470")]
-        listen: SocketAddr,
+        /// No console: run as a service until interrupted (Ctrl-C or SIGINT).
+        #[arg(long)]
+        headless: bool,
+        /// Address to listen on (UDP), instead of `sync.listen` in config.toml.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
     },
     /// Sync with other nodes now.
     Sync {
@@ -449,21 +454,30 @@ fn main() -> Result<()> {
         }
         Command::Keys { command } => keys_command(command)?,
         Command::Sync { command } => sync_command(command)?,
-        Command::Serve { data, listen } => {
-            let sync = open_sync(&data)?;
-            let me = sync.key().node_id();
-            runtime()?.block_on(async {
-                let link = IrohLink::bind(sync, listen, clock()).await?;
+        Command::Run {
+            data,
+            headless,
+            listen,
+        } => {
+            let mut config = config::load(&data)?;
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            let peers = config.peers.len();
+            let running = Running::start(&DataDir::new(&data), config, clock())
+                .context("starting the node")?;
+            if headless {
                 println!(
-                    "serving sync as {me} on {:?}; Ctrl-C stops",
-                    link.local_addrs()
+                    "{} serving sync on {:?}, dialing {peers} configured peers; Ctrl-C stops",
+                    running.node().name(),
+                    running.local_addrs()
                 );
-                tokio::signal::ctrl_c()
-                    .await
-                    .context("waiting for Ctrl-C")?;
-                link.shutdown().await;
-                anyhow::Ok(())
-            })?;
+                running.wait_for_interrupt().context("waiting for Ctrl-C")?;
+            } else {
+                App::new(Box::new(running))
+                    .run()
+                    .context("running the console")?;
+            }
         }
         Command::Check { data } => {
             let store = identity::open(&DataDir::new(&data), clock())?;
