@@ -18,6 +18,7 @@ pub mod apdu;
 pub mod card;
 pub mod constants;
 pub mod crypto;
+pub mod dispenser;
 pub mod epurse;
 pub mod keys;
 pub mod persist;
