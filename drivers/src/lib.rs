@@ -22,6 +22,7 @@ pub mod dispenser;
 pub mod epurse;
 pub mod keys;
 pub mod persist;
+pub mod printer;
 pub mod psam;
 pub mod reader;
 pub mod sam;
