@@ -1,7 +1,7 @@
 //! Fuel dispensers: the IFSF-shaped fuelling point ([`point`]), the [`Dispenser`] trait
 //! every dispenser protocol's driver implements, the DART-style protocol ([`dart`]) with
 //! its serial driver ([`driver`]) and simulator ([`sim`]), and the pure pump flow that
-//! sequences a card fill (`flow`, to come).
+//! sequences a card fill ([`flow`]).
 //!
 //! One driver talks to one fuelling point on one serial port (the seed systems wire each
 //! point to its own port of an 8- or 16-port hub). Calls block for at most the reply
@@ -10,6 +10,7 @@
 
 pub mod dart;
 pub mod driver;
+pub mod flow;
 pub mod point;
 pub mod sim;
 
