@@ -15,7 +15,8 @@ use serialport::{ClearBuffer, DataBits, SerialPort, StopBits};
 
 use super::dart::{self, Address, Block, Command, DartError, Frame, Kind, Splitter};
 use super::{
-    AuthorizedPrices, Dispenser, DispenserError, DispenserStatus, GradePrices, NozzleConfig, Preset,
+    AuthorizedPrices, Dispenser, DispenserError, DispenserStatus, GradePrices, NozzleConfig,
+    Preset, authorized_prices,
 };
 
 /// Parity of the line (DART pumps run 8N1 or 8O1).
@@ -230,18 +231,14 @@ impl Dispenser for DartDispenser {
         preset: Preset,
         prices: &GradePrices,
     ) -> Result<AuthorizedPrices, DispenserError> {
-        let priced: Vec<_> = self
-            .nozzles
-            .iter()
-            .filter_map(|c| prices.get(&c.grade).map(|p| (c.clone(), *p)))
-            .collect();
-        if priced.is_empty() {
+        let priced = authorized_prices(&self.nozzles, prices);
+        if priced.0.is_empty() {
             return Err(DispenserError::NoPricedNozzle);
         }
-        let wire: Vec<_> = priced.iter().map(|(c, p)| (c.nozzle, *p)).collect();
+        let wire: Vec<_> = priced.0.iter().map(|(c, p)| (c.nozzle, *p)).collect();
         self.reset()?;
         self.command("authorize", dart::authorize_blocks(&wire, preset))?;
-        Ok(AuthorizedPrices(priced))
+        Ok(priced)
     }
 
     fn stop(&mut self) -> Result<(), DispenserError> {

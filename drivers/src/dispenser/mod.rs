@@ -1,7 +1,7 @@
 //! Fuel dispensers: the IFSF-shaped fuelling point ([`point`]), the [`Dispenser`] trait
 //! every dispenser protocol's driver implements, the DART-style protocol ([`dart`]) with
-//! its serial driver ([`driver`]) and simulator ([`sim`]), and the pure pump flow that
-//! sequences a card fill ([`flow`]).
+//! its serial driver ([`driver`]) and simulator ([`sim`]), the pure pump flow that
+//! sequences a card fill ([`flow`]) and the pump's side of carrying it out ([`run`]).
 //!
 //! One driver talks to one fuelling point on one serial port (the seed systems wire each
 //! point to its own port of an 8- or 16-port hub). Calls block for at most the reply
@@ -12,6 +12,7 @@ pub mod dart;
 pub mod driver;
 pub mod flow;
 pub mod point;
+pub mod run;
 pub mod sim;
 
 use std::collections::BTreeMap;
@@ -57,6 +58,17 @@ impl AuthorizedPrices {
             .find(|(c, _)| c.nozzle == n)
             .map(|(c, p)| (&c.grade, *p))
     }
+}
+
+/// The nozzles of `nozzles` whose grade has a price in `prices`, with that price: what
+/// an authorization sends and then charges at.
+pub fn authorized_prices(nozzles: &[NozzleConfig], prices: &GradePrices) -> AuthorizedPrices {
+    AuthorizedPrices(
+        nozzles
+            .iter()
+            .filter_map(|c| prices.get(&c.grade).map(|p| (c.clone(), *p)))
+            .collect(),
+    )
 }
 
 /// A dispenser operation failed.

@@ -33,7 +33,8 @@ struct Flow {
 struct State {
     point: FuellingPoint,
     flow: Option<Flow>,
-    damage: Option<Damage>,
+    /// Replies to let through first, and the damage to the one after.
+    damage: Option<(u32, Damage)>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -103,7 +104,18 @@ impl DispenserSimulator {
                     flow_tick(&mut s);
                     let reply = answer(&mut s, &frame);
                     let mut bytes = dart::encode(&reply);
-                    match s.damage.take() {
+                    let damage = match s.damage {
+                        Some((0, d)) => {
+                            s.damage = None;
+                            Some(d)
+                        }
+                        Some((n, d)) => {
+                            s.damage = Some((n - 1, d));
+                            None
+                        }
+                        None => None,
+                    };
+                    match damage {
                         Some(Damage::Crc) => {
                             let i = bytes.len() - 3;
                             bytes[i] ^= 0x01;
@@ -167,7 +179,12 @@ impl DispenserSimulator {
 
     /// Damages the next reply on the line.
     pub fn damage_next_reply(&self, d: Damage) {
-        lock(&self.state).damage = Some(d);
+        self.damage_reply(0, d);
+    }
+
+    /// Lets `skip` replies through, then damages the next one.
+    pub fn damage_reply(&self, skip: u32, d: Damage) {
+        lock(&self.state).damage = Some((skip, d));
     }
 
     /// The pump's own view.
