@@ -101,13 +101,32 @@ impl Kind {
     }
 }
 
-/// One block: a transaction code and its data (at most 255 bytes).
+/// One block: a transaction code and its data (at most 255 bytes, so that every block
+/// can be encoded).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Block {
+    trans: u8,
+    data: Vec<u8>,
+}
+
+impl Block {
+    /// A block, if `data` fits LNG's one byte.
+    pub fn new(trans: u8, data: Vec<u8>) -> Result<Block, DartError> {
+        if data.len() > 255 {
+            return Err(DartError::BlockTooLong(data.len()));
+        }
+        Ok(Block { trans, data })
+    }
+
     /// TRANS.
-    pub trans: u8,
+    pub fn trans(&self) -> u8 {
+        self.trans
+    }
+
     /// DATA (LNG is its length).
-    pub data: Vec<u8>,
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
 }
 
 /// One frame.
@@ -170,6 +189,9 @@ pub enum DartError {
         /// Bytes left.
         available: usize,
     },
+    /// Block data longer than LNG can count.
+    #[error("block data of {0} bytes is longer than 255")]
+    BlockTooLong(usize),
     /// A block's data is not what its TRANS requires.
     #[error("block {trans:#04x} is malformed: {why}")]
     BadBlock {
@@ -180,13 +202,13 @@ pub enum DartError {
     },
 }
 
-/// Encodes a frame. Blocks longer than 255 bytes cannot be represented and panic, as
-/// only this module builds blocks.
+/// Encodes a frame.
 pub fn encode(f: &Frame) -> Vec<u8> {
     let mut body = vec![f.address.0, (f.kind.nibble() << 4) | (f.seq & 0x0F)];
     for b in &f.blocks {
         body.push(b.trans);
-        body.push(u8::try_from(b.data.len()).expect("DART block data is at most 255 bytes"));
+        // Block::new keeps data within 255 bytes.
+        body.push(b.data.len() as u8);
         body.extend_from_slice(&b.data);
     }
     let crc = CRC16.checksum(&body);
@@ -712,6 +734,15 @@ mod tests {
             ..s
         };
         assert_eq!(parse_status(&status_blocks(&err, false)).unwrap(), err);
+    }
+
+    #[test]
+    fn a_block_longer_than_lng_can_count_is_refused() {
+        assert_eq!(
+            Block::new(1, vec![0; 256]),
+            Err(DartError::BlockTooLong(256))
+        );
+        assert_eq!(Block::new(1, vec![0; 255]).unwrap().data().len(), 255);
     }
 
     #[test]
