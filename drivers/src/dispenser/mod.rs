@@ -46,6 +46,29 @@ pub struct DispenserStatus {
     pub grade: Option<ProductId>,
 }
 
+/// One line for the station's dashboard: `nozzle 2 (95) filling 24.691 L 200.00`.
+impl std::fmt::Display for DispenserStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = &self.point;
+        if let Some(n) = p.nozzle {
+            write!(f, "nozzle {}", n.get())?;
+            if let Some(g) = &self.grade {
+                write!(f, " ({g})")?;
+            }
+            f.write_str(" ")?;
+        }
+        write!(f, "{}", p.state)?;
+        if let Some(a) = p.alarm {
+            write!(f, " (alarm {a:#04x})")?;
+        }
+        if p.volume.milli() > 0 || matches!(p.state, PointState::Filling | PointState::Completed) {
+            let ml = p.volume.milli();
+            write!(f, " {}.{:03} L {}", ml / 1000, ml % 1000, p.amount)?;
+        }
+        Ok(())
+    }
+}
+
 /// The prices a fill was authorized at, per nozzle: they hold for the whole fill.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthorizedPrices(pub Vec<(NozzleConfig, Money)>);
@@ -135,4 +158,43 @@ pub trait Dispenser {
     ) -> Result<AuthorizedPrices, DispenserError>;
     /// Stops delivery; what was delivered stands.
     fn stop(&mut self) -> Result<(), DispenserError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cardmesh_model::Quantity;
+
+    #[test]
+    fn dashboard_line_shows_nozzle_grade_state_and_totals() {
+        let mut s = DispenserStatus {
+            point: PointStatus {
+                state: PointState::Filling,
+                nozzle: Some(NozzleNumber::new(2).unwrap()),
+                nozzle_out: true,
+                price: Some(Money::from_fen(810)),
+                volume: Quantity::from_milli(24_691),
+                amount: Money::from_fen(20_000),
+                alarm: None,
+            },
+            grade: Some(ProductId::new("95").unwrap()),
+        };
+        assert_eq!(s.to_string(), "nozzle 2 (95) filling 24.691 L 200.00");
+        s.point.state = PointState::Error;
+        s.point.alarm = Some(0x21);
+        assert_eq!(
+            s.to_string(),
+            "nozzle 2 (95) error (alarm 0x21) 24.691 L 200.00"
+        );
+        s.point = PointStatus {
+            state: PointState::Idle,
+            nozzle: None,
+            nozzle_out: false,
+            price: None,
+            volume: Quantity::from_milli(0),
+            amount: Money::ZERO,
+            alarm: None,
+        };
+        assert_eq!(s.to_string(), "idle");
+    }
 }

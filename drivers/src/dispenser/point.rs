@@ -109,6 +109,19 @@ pub enum PointState {
     Error,
 }
 
+impl std::fmt::Display for PointState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PointState::Idle => "idle",
+            PointState::Calling => "calling",
+            PointState::Authorized => "authorized",
+            PointState::Filling => "filling",
+            PointState::Completed => "completed",
+            PointState::Error => "error",
+        })
+    }
+}
+
 /// A command or event refused in the point's current state.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PointError {
