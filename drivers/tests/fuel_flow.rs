@@ -96,7 +96,7 @@ impl Station {
             printer,
             sink,
             flow: PumpFlow::new(),
-            balance: Money::from_fen(100_000),
+            balance: Money::from_fen(1_000_000),
             pos: Pos::Debits,
             debits: Vec::new(),
         }
@@ -163,7 +163,7 @@ impl Station {
 fn card_fill_is_debited_at_the_authorized_price_and_printed() {
     let mut st = Station::new();
     st.sim.lift(1).unwrap();
-    st.card(30_000, 750);
+    st.card(300_000, 750);
     assert_eq!(st.flow.stage(), &Stage::Fuelling);
     assert_eq!(
         st.pump.status().unwrap().point.state,
@@ -192,7 +192,7 @@ fn card_fill_is_debited_at_the_authorized_price_and_printed() {
     );
     assert_eq!(
         st.balance,
-        Money::from_fen(100_000).checked_sub(fill.amount).unwrap()
+        Money::from_fen(1_000_000).checked_sub(fill.amount).unwrap()
     );
     // The pump was reset after the debit, ready for the next car.
     assert_eq!(st.pump.status().unwrap().point.state, PointState::Idle);
@@ -225,7 +225,7 @@ fn stop_mid_fill_then_card_gone_defers_the_debit_of_what_was_delivered() {
     let mut st = Station::new();
     st.pos = Pos::CardGone;
     st.sim.lift(2).unwrap();
-    st.card(40_000, 750);
+    st.card(400_000, 750);
     st.sim.start_flow(20_000);
     st.poll_until(|f| f.live().is_some_and(|l| l.volume.milli() >= 2_000));
     st.feed(FlowEvent::StopPressed);
@@ -239,7 +239,11 @@ fn stop_mid_fill_then_card_gone_defers_the_debit_of_what_was_delivered() {
         fill.amount,
         Money::from_fen(810).times_quantity(fill.volume).unwrap()
     );
-    assert_eq!(st.balance, Money::from_fen(100_000), "nothing debited yet");
+    assert_eq!(
+        st.balance,
+        Money::from_fen(1_000_000),
+        "nothing debited yet"
+    );
     let text = st.receipt().text();
     assert!(text.contains("中途停止"), "{text}");
     assert!(text.contains("待扣款"), "{text}");
