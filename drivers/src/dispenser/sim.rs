@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use cardmesh_model::{Money, Quantity};
+use cardmesh_model::Quantity;
 use serialport::SerialPort;
 
 use super::dart::{self, Address, Command, Frame, HostData, Kind, Splitter};
@@ -74,12 +74,12 @@ impl DispenserSimulator {
                 flow_tick(&mut lock(&st));
                 let n = match port.read(&mut buf) {
                     Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // A quiet line: a frame left unfinished will never be finished.
                     Err(e)
                         if matches!(
                             e.kind(),
-                            io::ErrorKind::TimedOut
-                                | io::ErrorKind::WouldBlock
-                                | io::ErrorKind::Interrupted
+                            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
                         ) =>
                     {
                         if sp.clear() > 0 {
@@ -272,7 +272,7 @@ fn apply(point: &mut FuellingPoint, d: HostData) -> bool {
         .nozzles
         .iter()
         .zip(&d.prices)
-        .map(|(n, pr): (_, &Money)| NozzlePrice {
+        .map(|(n, pr)| NozzlePrice {
             nozzle: *n,
             price: *pr,
         })
