@@ -13,16 +13,23 @@
 //!   in-process implementations; [`vpcd`] plugs a simulated chip into pcscd.
 //! - [`sam`]: the [`sam::Sam`] trait, software SAM and PSAM client.
 //! - [`epurse`]: typed e-purse operations over any reader and SAM.
+//! - [`dispenser`]: fuelling points (IFSF-shaped), the [`dispenser::Dispenser`] trait,
+//!   the DART-style driver and simulator, and the pure pump flow of a card fill.
+//! - [`printer`]: ESC/POS receipts over a serial port (GB18030), and their decoder.
+//! - [`station`]: a fuel station's devices as configured, checked as a whole.
 
 pub mod apdu;
 pub mod card;
 pub mod constants;
 pub mod crypto;
+pub mod dispenser;
 pub mod epurse;
 pub mod keys;
 pub mod persist;
+pub mod printer;
 pub mod psam;
 pub mod reader;
 pub mod sam;
+pub mod station;
 pub mod types;
 pub mod vpcd;
