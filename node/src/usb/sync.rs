@@ -15,6 +15,10 @@ use std::fs;
 use std::io::{self, ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
+/// Segments opened ahead of the one being applied: enough to keep both threads busy,
+/// few enough to bound memory at a few segment files.
+const OPENED_AHEAD: usize = 2;
+
 /// Syncs `store` with the stick folder `stick_dir` (see `stick_folder`) both ways.
 /// `budget_bytes` bounds the segment bytes this sync writes; the next sync goes on
 /// from where it stopped. `progress` is called as segments are read and written.
@@ -255,7 +259,9 @@ impl Stick<'_> {
         }
     }
 
-    /// Step one: the node takes in what it lacks, one segment at a time.
+    /// Step one: the node takes in what it lacks, one segment at a time. A second thread
+    /// reads and opens (decrypts, decompresses, checks) the next segments while this one
+    /// applies the current one to the store: the two halves take about as long.
     fn take_in(
         &mut self,
         found: Vec<(FeedRange, PathBuf)>,
@@ -264,56 +270,72 @@ impl Stick<'_> {
         let total = entries_in(&found.iter().map(|(r, _)| *r).collect::<Vec<_>>());
         let mut done = 0;
         let mut heads = self.store.version_vector()?;
-        for (range, rel) in found {
-            progress(Progress {
-                phase: Phase::Reading,
-                done,
-                total,
+        let (dir, key, network) = (self.dir, self.key, self.network);
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(OPENED_AHEAD);
+            scope.spawn(move || {
+                for (range, rel) in found {
+                    let read = read_bounded(&dir.join(&rel), MAX_SEGMENT_FILE);
+                    let opened = match &read {
+                        Ok(Some(bytes)) => Some(segment::open(key, network, Some(range), bytes)),
+                        _ => None,
+                    };
+                    if tx.send((range, rel, read, opened)).is_err() {
+                        return;
+                    }
+                }
             });
-            done += range.len();
-            let path = self.dir.join(&rel);
-            let bytes = match read_bounded(&path, MAX_SEGMENT_FILE) {
-                Ok(Some(b)) => b,
-                Ok(None) => {
-                    self.skip(rel, SkipReason::Damaged("far too large".into()));
-                    continue;
-                }
-                Err(e) => {
-                    self.skip(rel, SkipReason::Unreadable(e.to_string()));
-                    continue;
-                }
-            };
-            if self.coverage.contains(&range) {
-                // Nothing to learn from it, but another network's file is not ours to
-                // call a duplicate (nor to remove).
-                let reason = match segment::peek(self.network, &bytes) {
-                    Err(SegmentError::ForeignNetwork(n)) => SkipReason::ForeignNetwork(n),
-                    _ => SkipReason::Duplicate,
+            for (range, rel, read, opened) in rx {
+                progress(Progress {
+                    phase: Phase::Reading,
+                    done,
+                    total,
+                });
+                done += range.len();
+                let bytes = match read {
+                    Ok(Some(b)) => b,
+                    Ok(None) => {
+                        self.skip(rel, SkipReason::Damaged("far too large".into()));
+                        continue;
+                    }
+                    Err(e) => {
+                        self.skip(rel, SkipReason::Unreadable(e.to_string()));
+                        continue;
+                    }
                 };
-                self.skip(rel, reason);
-                continue;
-            }
-            let size = bytes.len() as u64;
-            let body = match segment::open(self.key, self.network, Some(range), &bytes) {
-                Ok((_, body)) => body,
-                Err(e) => {
-                    self.skip(rel, skip_reason(e));
-                    continue;
-                }
-            };
-            let head = heads.get(&range.origin);
-            let held = match self.take_segment(range, head, body)? {
-                Ok(held) => held,
-                Err(reason) => {
+                if self.coverage.contains(&range) {
+                    // Nothing to learn from it, but another network's file is not ours to
+                    // call a duplicate (nor to remove).
+                    let reason = match segment::peek(self.network, &bytes) {
+                        Err(SegmentError::ForeignNetwork(n)) => SkipReason::ForeignNetwork(n),
+                        _ => SkipReason::Duplicate,
+                    };
                     self.skip(rel, reason);
                     continue;
                 }
-            };
-            heads.advance(range.origin, held);
-            self.coverage.add(range);
-            self.listed.insert(range, size);
-            self.report.segments_read += 1;
-        }
+                let size = bytes.len() as u64;
+                let body = match opened.expect("opened whenever read") {
+                    Ok((_, body)) => body,
+                    Err(e) => {
+                        self.skip(rel, skip_reason(e));
+                        continue;
+                    }
+                };
+                let head = heads.get(&range.origin);
+                let held = match self.take_segment(range, head, body)? {
+                    Ok(held) => held,
+                    Err(reason) => {
+                        self.skip(rel, reason);
+                        continue;
+                    }
+                };
+                heads.advance(range.origin, held);
+                self.coverage.add(range);
+                self.listed.insert(range, size);
+                self.report.segments_read += 1;
+            }
+            Ok::<(), UsbError>(())
+        })?;
         progress(Progress {
             phase: Phase::Reading,
             done,
