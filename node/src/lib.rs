@@ -4,6 +4,7 @@
 
 pub mod demo;
 pub mod handle;
+pub mod hq;
 pub mod identity;
 pub mod keys;
 pub mod link;
