@@ -56,7 +56,7 @@ fn daily_and_monthly_reports_equal_totals_computed_from_the_raw_transactions() {
     let mut made: Vec<CardTxn> = Vec::new();
     for (_, chip) in &cards {
         let when = BcdDateTime::new(2026, 11, 19, 8, 0, 0).unwrap();
-        made.push(chain.load(chip, 50_000, when, days[0]));
+        made.push(chain.load(chip, 400_000, when, days[0]));
     }
     // A fixed pseudo-random pattern of sales: shop, terminal, operator, card, basket.
     let mut s: u64 = 7;

@@ -9,8 +9,9 @@
 //! offline counter (purchases, grey locks, debits for unlock). Each orders its own
 //! operations exactly; how the two interleave is found from the balances themselves
 //! (terminal clocks drift, so the card time only breaks ties). The balance chain is
-//! checked only once each counter's operations are contiguous, so a history with a hole
-//! in it (an entry still on its way) raises nothing until the hole is filled.
+//! checked only once each counter's operations are contiguous from 0, so a history with
+//! a hole in it (an entry still on its way, in whatever order feeds arrive) raises
+//! nothing until the hole is filled.
 
 use super::totals::TxnClass;
 use crate::body::{CardTxn, EntryRef, TxnKind};
@@ -189,18 +190,14 @@ impl CardChain {
         found
     }
 
-    /// Whether one counter's operations have no hole between the first and the last.
+    /// Whether one counter's operations have no hole: a chip's counters start at 0, so
+    /// any number missing from 0 to the last is an operation still on its way.
     fn contiguous(&self, space: CounterSpace) -> bool {
-        let mut it = self
-            .links
-            .range((space, 0)..=(space, u16::MAX))
-            .map(|(k, _)| k.1);
-        let Some(first) = it.next() else {
-            return true;
-        };
-        let n = 1 + it.clone().count();
-        let last = it.last().unwrap_or(first);
-        usize::from(last - first) + 1 == n
+        let held = self.links.range((space, 0)..=(space, u16::MAX));
+        match held.clone().next_back() {
+            None => true,
+            Some(((_, last), _)) => usize::from(*last) + 1 == held.count(),
+        }
     }
 
     /// Walks both counters' operations, merging them by balance: the next operation is
