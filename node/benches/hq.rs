@@ -102,7 +102,7 @@ fn ledger(store: &Store, txns: usize) {
         let r = (s >> 33) as usize;
         let site_n = r % SITES;
         let amount = Money::from_fen(100 + (r % 50_000) as i64);
-        let kind = if r % 20 == 0 {
+        let kind = if r.is_multiple_of(20) {
             TxnKind::Load
         } else {
             TxnKind::Purchase

@@ -39,18 +39,14 @@ fn a_cloned_card_used_at_two_sites_ends_blocked_on_every_node() {
     let clone = tmp.path().join("clone.chip");
     std::fs::copy(&chip, &clone).unwrap();
     let t1 = chain.sell(
-        1,
-        1,
-        1,
+        (1, 1, 1),
         &chip,
         vec![item("cola", 3_000, 300)],
         BcdDateTime::new(2026, 11, 20, 10, 0, 0).unwrap(),
         bday,
     );
     let t2 = chain.sell(
-        2,
-        1,
-        1,
+        (2, 1, 1),
         &clone,
         vec![item("petrol-92", 20_000, 768)],
         BcdDateTime::new(2026, 11, 20, 10, 5, 0).unwrap(),
@@ -126,9 +122,7 @@ fn a_transaction_whose_tac_the_card_did_not_compute_is_blocked() {
         );
     }
     chain.sell(
-        1,
-        1,
-        1,
+        (1, 1, 1),
         &good_chip,
         vec![item("cola", 1_000, 300)],
         BcdDateTime::new(2026, 11, 20, 9, 0, 0).unwrap(),

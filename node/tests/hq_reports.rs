@@ -77,7 +77,7 @@ fn daily_and_monthly_reports_equal_totals_computed_from_the_raw_transactions() {
             };
             let when =
                 BcdDateTime::new(bday.year, bday.month, bday.day, 9 + d as u8, k as u8, 0).unwrap();
-            made.push(chain.sell(shop, term, op, &cards[card].1, items, when, *bday));
+            made.push(chain.sell((shop, term, op), &cards[card].1, items, when, *bday));
         }
     }
     // Refusals at shop 1: two on the first day.

@@ -58,18 +58,14 @@ fn a_period_is_settled_once_with_a_checked_clearing_file_even_across_a_restart()
     for d in 16..=22u8 {
         let bday = day(2026, 11, d);
         made.push(chain.sell(
-            1,
-            1,
-            1,
+            (1, 1, 1),
             &chip,
             vec![item("ticket", 1_000, 4_567)],
             BcdDateTime::new(2026, 11, d, 12, 0, 0).unwrap(),
             bday,
         ));
         made.push(chain.sell(
-            2,
-            1,
-            1,
+            (2, 1, 1),
             &chip,
             vec![item("petrol-92", 12_345 + u32::from(d) as i64, 768)],
             BcdDateTime::new(2026, 11, d, 13, 0, 0).unwrap(),

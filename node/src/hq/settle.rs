@@ -38,12 +38,15 @@ pub fn merchant_sales(
     Ok((t.sales_count(), gross))
 }
 
+/// Merchants a run skipped, each with the period settled before.
+pub type Skipped = Vec<(MerchantId, Period)>;
+
 /// What a clearing run did.
 #[derive(Debug)]
 pub struct ClearingRun {
     pub lines: Vec<ClearingLine>,
     /// Merchants whose period was settled before, and that period.
-    pub skipped: Vec<(MerchantId, Period)>,
+    pub skipped: Skipped,
     /// The clearing file written, if any line was settled.
     pub file: Option<PathBuf>,
     pub file_hash: Option<Hash>,
@@ -67,7 +70,7 @@ pub enum Selection {
 pub fn compute(
     store: &Store,
     selection: Selection,
-) -> Result<(Vec<ClearingLine>, Vec<(MerchantId, Period)>), HqError> {
+) -> Result<(Vec<ClearingLine>, Skipped), HqError> {
     let role = store.own_certificate().role;
     if role != Role::Hq {
         return Err(HqError::NotHq(role));

@@ -204,12 +204,11 @@ impl Chain {
         t
     }
 
-    /// Shop `i` sells `items` to the card in `chip` at terminal `term` and logs it.
+    /// At till `(shop i, terminal, operator)`, shop `i` sells `items` to the card in
+    /// `chip` and logs it.
     pub fn sell(
         &self,
-        i: usize,
-        term: usize,
-        op: usize,
+        (i, term, op): (usize, usize, usize),
         chip: &Path,
         items: Vec<LineItem>,
         when: BcdDateTime,
