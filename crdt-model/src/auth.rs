@@ -316,7 +316,7 @@ pub fn authorize(cert: &Certificate, body: &Body) -> Result<(), AuthError> {
             }
         }
         Body::Operator(_) | Body::Alarm(_) => Ok(()),
-        Body::Enroll(_) | Body::Revoke(_) => {
+        Body::Enroll(_) | Body::Revoke(_) | Body::Settlement(_) => {
             if role == Role::Hq {
                 Ok(())
             } else {

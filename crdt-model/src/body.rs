@@ -30,6 +30,9 @@ pub enum Body {
     Enroll(Certificate),
     Revoke(Revocation),
     Doc(DocChange),
+    /// HQ's record of one merchant's clearing run for one period: signed by being in
+    /// HQ's feed, it is what makes a period impossible to settle twice.
+    Settlement(crate::settlement::SettlementRecord),
 }
 
 impl Body {
@@ -45,6 +48,7 @@ impl Body {
             Body::Enroll(_) => "enrollment",
             Body::Revoke(_) => "revocation",
             Body::Doc(_) => "document change",
+            Body::Settlement(_) => "settlement",
         }
     }
 }

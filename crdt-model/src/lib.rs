@@ -18,6 +18,8 @@ pub mod money;
 pub mod pricing;
 pub mod registry;
 pub mod replica;
+pub mod report;
+pub mod settlement;
 pub mod sign;
 pub mod sync;
 pub mod vv;

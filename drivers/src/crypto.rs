@@ -256,3 +256,47 @@ pub fn mac_eq(a: &Mac4, b: &Mac4) -> bool {
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))
         == 0
 }
+
+/// The fields a card computed one transaction's TAC over, as a terminal logged them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TacFields {
+    /// Purchase, grey lock (amount 0) and debit for unlock: see [`debit_tac`].
+    Debit {
+        tx_type: TxType,
+        amount: u32,
+        terminal: TerminalId,
+        term_seq: u32,
+        datetime: BcdDateTime,
+    },
+    /// A load: see [`load_tac`].
+    Load {
+        new_balance: u32,
+        online_ctr: u16,
+        amount: u32,
+        terminal: TerminalId,
+        datetime: BcdDateTime,
+    },
+}
+
+/// Verifies a logged TAC with the TAC master key (HQ's alone): diversifies the card's
+/// TAC key from its number, recomputes the TAC and compares in constant time.
+pub fn verify_tac(tac_master: &Key16, asn: &Asn, fields: &TacFields, tac: &Mac4) -> bool {
+    let dtk = tac_master.diversify(asn);
+    let expected = match *fields {
+        TacFields::Debit {
+            tx_type,
+            amount,
+            terminal,
+            term_seq,
+            datetime,
+        } => debit_tac(&dtk, amount, tx_type, &terminal, term_seq, &datetime),
+        TacFields::Load {
+            new_balance,
+            online_ctr,
+            amount,
+            terminal,
+            datetime,
+        } => load_tac(&dtk, new_balance, online_ctr, amount, &terminal, &datetime),
+    };
+    mac_eq(&expected, tac)
+}

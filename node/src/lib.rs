@@ -5,6 +5,7 @@
 pub mod config;
 pub mod demo;
 pub mod handle;
+pub mod hq;
 pub mod identity;
 pub mod keys;
 pub mod link;

@@ -111,6 +111,17 @@ enum Command {
         #[arg(long, default_value = "cardmesh-data")]
         data: PathBuf,
     },
+    /// Reports: sales by site, terminal, merchant or operator; products; risk; and at HQ
+    /// the audit that verifies TACs and blocks cloned or broken cards.
+    Report {
+        #[command(subcommand)]
+        command: cardmesh_node::hq::cli::ReportCommand,
+    },
+    /// At HQ: merchants and clearing runs (clearing file + settlement entries).
+    Settle {
+        #[command(subcommand)]
+        command: cardmesh_node::hq::cli::SettleCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -453,6 +464,8 @@ fn main() -> Result<()> {
             }
         }
         Command::Keys { command } => keys_command(command)?,
+        Command::Report { command } => cardmesh_node::hq::cli::report_command(command)?,
+        Command::Settle { command } => cardmesh_node::hq::cli::settle_command(command)?,
         Command::Sync { command } => sync_command(command)?,
         Command::Run {
             data,

@@ -9,6 +9,7 @@
 //! never by its contents, so every replica accepts the same changes.
 
 pub mod discounts;
+pub mod merchants;
 pub mod network;
 pub mod pricebook;
 

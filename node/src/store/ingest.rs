@@ -62,7 +62,7 @@ pub fn ingest(ctx: &mut Ctx<'_>, entries: Vec<Entry>) -> Result<IngestReport, St
         let now = ctx.node.clock.now_ms();
         for e in fresh.into_iter().take(check.accepted) {
             ctx.tables
-                .fold(&mut ctx.docs, &mut ctx.node.membership, &e)?;
+                .fold(&mut ctx.docs, &mut ctx.node.membership, &e, now)?;
             ctx.tables
                 .feeds
                 .insert(&schema::entry_key(&origin, e.seq), e.encode().as_slice())?;

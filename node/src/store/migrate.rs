@@ -6,14 +6,17 @@
 //! `MIGRATIONS`, and add a test that opens a file in the previous format.
 
 use super::error::StoreError;
-use super::schema::{self, BLACKLIST, BLOCKED, META, META_SCHEMA, SCHEMA_VERSION};
+use super::reports::ReportTables;
+use super::schema::{
+    self, BLACKLIST, BLOCKED, CERTS, DOC_CHANGES, DOCS, FEEDS, META, META_SCHEMA, SCHEMA_VERSION,
+};
 use cardmesh_model::blacklist::CardBlocks;
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes a file from schema version `i + 1` to `i + 2`.
-const MIGRATIONS: [Migration; (SCHEMA_VERSION - 1) as usize] = [v1_to_v2];
+const MIGRATIONS: [Migration; (SCHEMA_VERSION - 1) as usize] = [v1_to_v2, v2_to_v3];
 
 /// Brings the file to the current schema; returns the version it was found at.
 pub fn run(db: &Database) -> Result<u32, StoreError> {
@@ -73,6 +76,29 @@ fn v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
         let state: CardBlocks = schema::decode_view(state.value(), "blacklist")?;
         if state.is_blocked() {
             blocked.insert(asn.value(), ())?;
+        }
+    }
+    Ok(())
+}
+
+/// v3 adds the report views (rows, totals, freshness, card histories, anomalies, grey
+/// locks, settlements): every entry already held is folded into them, received "when it
+/// was written" (its HLC), since the real arrival times were never recorded.
+fn v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let feeds = txn.open_table(FEEDS)?;
+    let certs = txn.open_table(CERTS)?;
+    let docs = txn.open_table(DOCS)?;
+    let changes = txn.open_table(DOC_CHANGES)?;
+    let mut reports = ReportTables::open(txn)?;
+    for row in feeds.iter()? {
+        let (_, bytes) = row?;
+        let e = schema::decode_entry(bytes.value())?;
+        let Some(cert) = certs.get(&e.origin.0)? else {
+            continue;
+        };
+        let site = schema::decode_cert(cert.value())?.site;
+        if let Err(why) = reports.fold(&e, &site, e.hlc.millis, (&docs, &changes))? {
+            tracing::warn!(entry = ?e.entry_ref(), %why, "entry left out of the reports");
         }
     }
     Ok(())

@@ -14,17 +14,23 @@
 //! - `views`: the folds, per card, into tables
 //! - `docs`: automerge documents as snapshot + changes
 //! - `verify`: the refold check behind `cardmesh check`
+//! - `reports`: report rows, card histories, grey locks, settlements (the HQ views)
+//! - `hq`: reading those views, and HQ's own writes (alarms, blocks, settlements)
 
 mod docs;
 mod error;
+mod hq;
 mod ingest;
 mod migrate;
+mod reports;
 mod schema;
 mod verify;
 mod views;
 mod writer;
 
 pub use error::StoreError;
+pub use hq::SettledAlready;
+pub use reports::{Freshness, OpenLock};
 pub use schema::SCHEMA_VERSION;
 
 use automerge::{AutoCommit, AutomergeError};
@@ -247,17 +253,7 @@ impl Store {
     /// Signs the next entry of this node's feed (timestamped by the node's HLC), applies
     /// it, and returns once it is on disk. Concurrent callers share one commit.
     pub fn append_local(&self, body: Body) -> Result<Entry, StoreError> {
-        self.inner.writer.call(move |ctx| {
-            let own = ctx.node.key.node_id();
-            let head = ctx.tables.head(&own)?;
-            let hlc = ctx.node.hlc.tick(ctx.node.clock.now_ms());
-            let entry = Entry::create(&ctx.node.key, head, hlc, body);
-            let mut report = ingest::ingest(ctx, vec![entry.clone()])?;
-            Ok(match report.rejected.pop() {
-                Some(refused) => Err(refused.into()),
-                None => Ok(entry),
-            })
-        })
+        self.inner.writer.call(move |ctx| append_in(ctx, body))
     }
 
     /// Edits a shared document as this node and appends the change, like
@@ -572,6 +568,22 @@ impl Store {
             .push(tx);
         rx
     }
+}
+
+/// Signs and applies the next entry of this node's feed inside a writer job.
+fn append_in(
+    ctx: &mut writer::Ctx<'_>,
+    body: Body,
+) -> Result<Result<Entry, StoreError>, StoreError> {
+    let own = ctx.node.key.node_id();
+    let head = ctx.tables.head(&own)?;
+    let hlc = ctx.node.hlc.tick(ctx.node.clock.now_ms());
+    let entry = Entry::create(&ctx.node.key, head, hlc, body);
+    let mut report = ingest::ingest(ctx, vec![entry.clone()])?;
+    Ok(match report.rejected.pop() {
+        Some(refused) => Err(refused.into()),
+        None => Ok(entry),
+    })
 }
 
 fn write_identity(

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The schema this build writes. Older files are migrated on open (see `migrate`).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Identity and bookkeeping: schema version, this node's id, its certificate and HQ's,
 /// the last HLC issued.
@@ -62,6 +62,23 @@ pub const DOC_CHANGES: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::n
 pub const TERM_SEQ: TableDefinition<&[u8; 6], u32> = TableDefinition::new("terminal_seq");
 /// Free-form node settings.
 pub const CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("config");
+/// (dimension, business day, name) -> `report::Totals`: the report rows, kept current
+/// as entries arrive. Since schema v3, like every table below.
+pub const REPORT_ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("report_rows");
+/// "all" -> `report::Totals` of every entry ever folded: the network float and totals.
+pub const REPORT_TOTALS: TableDefinition<&str, &[u8]> = TableDefinition::new("report_totals");
+/// site -> `Freshness`: when this node last received an entry about the site.
+pub const FRESHNESS: TableDefinition<&str, &[u8]> = TableDefinition::new("freshness");
+/// card -> `report::CardChain`: each card's rebuilt history.
+pub const CARD_CHAINS: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("card_chains");
+/// (card, anomaly kind, origin, seq) -> `report::Anomaly`: frauds found in card histories.
+pub const ANOMALIES: TableDefinition<&[u8; 49], &[u8]> = TableDefinition::new("anomalies");
+/// Same keys as `ANOMALIES`: the ones this node has answered with an alarm and a block.
+pub const RAISED: TableDefinition<&[u8; 49], ()> = TableDefinition::new("anomalies_raised");
+/// (origin, seq) of a grey lock -> (card, hlc): grey locks not yet completed.
+pub const GREY_OPEN: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("grey_open");
+/// (merchant, period from, period to) -> (entry, `SettlementRecord`): settled periods.
+pub const SETTLEMENTS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("settlements");
 
 /// Opens (creating) every table of the current schema, so that readers never meet a
 /// missing one.
@@ -83,6 +100,14 @@ pub fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(DOC_CHANGES)?;
     txn.open_table(TERM_SEQ)?;
     txn.open_table(CONFIG)?;
+    txn.open_table(REPORT_ROWS)?;
+    txn.open_table(REPORT_TOTALS)?;
+    txn.open_table(FRESHNESS)?;
+    txn.open_table(CARD_CHAINS)?;
+    txn.open_table(ANOMALIES)?;
+    txn.open_table(RAISED)?;
+    txn.open_table(GREY_OPEN)?;
+    txn.open_table(SETTLEMENTS)?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 use super::docs::DocCache;
 use super::error::StoreError;
+use super::reports::ReportTables;
 use super::schema::{self, *};
 use cardmesh_model::blacklist::CardBlocks;
 use cardmesh_model::body::Body;
@@ -30,6 +31,7 @@ pub struct Tables<'t> {
     pub doc_changes: Table<'t, (&'static [u8], u64), &'static [u8]>,
     pub term_seq: Table<'t, &'static [u8; 6], u32>,
     pub config: Table<'t, &'static str, &'static [u8]>,
+    pub reports: ReportTables<'t>,
 }
 
 impl<'t> Tables<'t> {
@@ -52,6 +54,7 @@ impl<'t> Tables<'t> {
             doc_changes: txn.open_table(DOC_CHANGES)?,
             term_seq: txn.open_table(TERM_SEQ)?,
             config: txn.open_table(CONFIG)?,
+            reports: ReportTables::open(txn)?,
         })
     }
 
@@ -62,13 +65,25 @@ impl<'t> Tables<'t> {
             .map_or(FeedHead::EMPTY, |v| schema::parse_head(v.value())))
     }
 
-    /// Folds one accepted entry into the views, as `Replica::fold` does.
+    /// Folds one accepted entry into the views, as `Replica::fold` does, and into the
+    /// report views (received at `now_ms`).
     pub fn fold(
         &mut self,
         docs: &mut DocCache,
         membership: &mut Membership,
         e: &Entry,
+        now_ms: u64,
     ) -> Result<(), StoreError> {
+        let site = membership
+            .writer(&e.origin, e.seq)
+            .map(|m| m.cert.site.clone());
+        if let Ok(site) = &site
+            && let Err(why) = self
+                .reports
+                .fold(e, site, now_ms, (&self.docs, &self.doc_changes))?
+        {
+            tracing::warn!(entry = ?e.entry_ref(), %why, "entry left out of the reports");
+        }
         let at = e.entry_ref();
         let unfoldable = |t: &mut Tables<'_>, why: String| -> Result<(), StoreError> {
             t.unfoldable
@@ -112,7 +127,7 @@ impl<'t> Tables<'t> {
                 self.cards
                     .insert(&c.asn.0, schema::encode_view(&record).as_slice())?;
             }
-            Body::Operator(_) => {}
+            Body::Operator(_) | Body::Settlement(_) => {}
             Body::Alarm(_) => {
                 self.alarms
                     .insert(&schema::entry_key(&at.origin, at.seq), ())?;

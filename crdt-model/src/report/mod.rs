@@ -1,0 +1,162 @@
+//! Reports and verification, pure: what each entry contributes to the report rows
+//! (`totals`), which rows it lands in (`rows_of`), and each card's rebuilt history with
+//! the clones and balance breaks it shows (`chain`).
+//!
+//! A report row is keyed by business day and one dimension (site, terminal, operator);
+//! months and merchants are sums of day rows and site rows when read. Because `Totals`
+//! merge in any order, a store folds each entry into its rows as it arrives and never
+//! recomputes a report from the ledger.
+
+pub mod chain;
+pub mod totals;
+
+pub use chain::{Anomaly, AnomalyKind, CardChain, CounterSpace};
+pub use totals::{ProductTally, Tally, Totals, TxnClass};
+
+use crate::body::{Body, CardChange};
+use crate::hlc::Hlc;
+use crate::ids::{BusinessDay, SiteId};
+use crate::money::MoneyError;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What a report row is per.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Dim {
+    Site,
+    Terminal,
+    Operator,
+}
+
+impl Dim {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dim::Site => "site",
+            Dim::Terminal => "terminal",
+            Dim::Operator => "operator",
+        }
+    }
+}
+
+/// Where one row lives: a business day, a dimension and the name along it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RowKey {
+    pub day: BusinessDay,
+    pub dim: Dim,
+    pub name: String,
+}
+
+/// The name an operation without an operator is reported under.
+pub const NO_OPERATOR: &str = "-";
+
+/// The rows an entry adds to and what it adds. `site` is the site of the entry's
+/// origin and `day_of` the business day of an instant there; both matter only for
+/// entries that do not carry their own (refusals, personalizations, alarms). Entries
+/// that no report counts give nothing.
+pub fn rows_of(
+    body: &Body,
+    hlc: Hlc,
+    site: &SiteId,
+    day_of: impl Fn(u64) -> BusinessDay,
+) -> Result<Vec<(RowKey, Totals)>, MoneyError> {
+    let at_site = |day: BusinessDay, t: Totals| {
+        vec![(
+            RowKey {
+                day,
+                dim: Dim::Site,
+                name: site.to_string(),
+            },
+            t,
+        )]
+    };
+    Ok(match body {
+        Body::Card(t) => {
+            let totals = Totals::of_txn(t)?;
+            let key = |dim, name: String| RowKey {
+                day: t.business_day,
+                dim,
+                name,
+            };
+            vec![
+                (key(Dim::Site, t.site.to_string()), totals.clone()),
+                (key(Dim::Terminal, t.terminal.to_string()), totals.clone()),
+                (
+                    key(
+                        Dim::Operator,
+                        t.operator
+                            .as_ref()
+                            .map_or(NO_OPERATOR.to_string(), ToString::to_string),
+                    ),
+                    totals,
+                ),
+            ]
+        }
+        Body::Operator(a) => match &a.action {
+            crate::body::OperatorActionKind::Refused { reason, .. } => {
+                let totals = Totals::of_refusal(reason);
+                let day = day_of(hlc.millis);
+                let mut rows = at_site(day, totals.clone());
+                rows.push((
+                    RowKey {
+                        day,
+                        dim: Dim::Operator,
+                        name: a.operator.to_string(),
+                    },
+                    totals.clone(),
+                ));
+                if let Some(t) = a.terminal {
+                    rows.push((
+                        RowKey {
+                            day,
+                            dim: Dim::Terminal,
+                            name: t.to_string(),
+                        },
+                        totals,
+                    ));
+                }
+                rows
+            }
+            _ => Vec::new(),
+        },
+        Body::CardRegistry(c) if matches!(c.change, CardChange::Personalized { .. }) => {
+            at_site(day_of(hlc.millis), Totals::of_personalization())
+        }
+        Body::Alarm(a) => at_site(day_of(hlc.millis), Totals::of_alarm(&a.kind)),
+        _ => Vec::new(),
+    })
+}
+
+/// Report rows in memory: the reference the store's tables are checked against, and
+/// what tests and benchmarks fold into.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Aggregates {
+    rows: BTreeMap<RowKey, Totals>,
+}
+
+impl Aggregates {
+    pub fn add(&mut self, rows: Vec<(RowKey, Totals)>) -> Result<(), MoneyError> {
+        for (key, t) in rows {
+            self.rows.entry(key).or_default().merge(&t)?;
+        }
+        Ok(())
+    }
+
+    pub fn row(&self, key: &RowKey) -> Option<&Totals> {
+        self.rows.get(key)
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = (&RowKey, &Totals)> {
+        self.rows.iter()
+    }
+}
+
+/// The grey locks among `open` (lock, when logged) older than `max_age_ms` at `now_ms`.
+pub fn stale_locks<T: Clone>(open: &[(T, Hlc)], now_ms: u64, max_age_ms: u64) -> Vec<T> {
+    open.iter()
+        .filter(|(_, hlc)| now_ms.saturating_sub(hlc.millis) > max_age_ms)
+        .map(|(r, _)| r.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

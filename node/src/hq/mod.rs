@@ -1,0 +1,45 @@
+//! The HQ side of a node: the audit that verifies every card transaction's TAC and
+//! answers clones, balance breaks and bad TACs with a network-wide block (`audit`);
+//! reports read from the store's incremental report rows (`report`); clearing runs with
+//! merchants (`settle`); and the `cardmesh report` / `cardmesh settle` commands (`cli`).
+//! The arithmetic and the folds are the model's (`cardmesh_model::report`,
+//! `cardmesh_model::settlement`); this module reads the store and writes files.
+
+pub mod audit;
+pub mod cli;
+pub mod report;
+pub mod settle;
+
+use crate::keys::KeyError;
+use crate::store::{SettledAlready, StoreError};
+use cardmesh_model::{MerchantId, Role};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HqError {
+    #[error("only HQ does this; this node is a {0} node")]
+    NotHq(Role),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(
+        "this node holds no TAC master key: run the key ceremony (`cardmesh keys ceremony`) at HQ first"
+    )]
+    NoTacKey,
+    #[error("stored HQ state is damaged: {0}")]
+    Corrupt(String),
+    #[error("amounts overflow: {0}")]
+    Overflow(String),
+    #[error("no merchant '{0}' in the network registry: add it with `cardmesh settle merchant`")]
+    UnknownMerchant(MerchantId),
+    #[error("{} exists already; move it away or choose another --out folder", .0.display())]
+    FileExists(PathBuf),
+    #[error("writing {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Settled(#[from] SettledAlready),
+}

@@ -1,0 +1,197 @@
+//! Clearing runs at HQ: per merchant, the last whole period of its cycle up to a day,
+//! its sales summed from the report rows of its sites, the fee and the amount to
+//! transfer; the clearing file written (durably, then renamed into place) and then one
+//! settlement entry per merchant appended to HQ's feed in one commit that first checks
+//! the period was never settled. A period already settled is skipped by a clearing run
+//! and refused by an explicit one, before and after any restart (the check reads the
+//! settlements folded from the feed).
+
+use super::HqError;
+use super::report;
+use crate::store::Store;
+use cardmesh_model::docs::network::NetworkRegistry;
+use cardmesh_model::docs::{DocName, merchants};
+use cardmesh_model::settlement::{self, ClearingLine, MerchantTerms, Period};
+use cardmesh_model::{BusinessDay, Entry, Hash, MerchantId, Money, Role};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Every merchant's terms, from the network registry.
+pub fn merchants(store: &Store) -> Result<BTreeMap<MerchantId, MerchantTerms>, HqError> {
+    Ok(store
+        .doc(&DocName::Network)?
+        .map(|d| merchants::read(&d))
+        .unwrap_or_default())
+}
+
+/// One merchant's sales over a period: (operations counted, gross), from the rows of
+/// its sites in the registry `reg`.
+pub fn merchant_sales(
+    store: &Store,
+    reg: &NetworkRegistry,
+    merchant: &MerchantId,
+    period: Period,
+) -> Result<(u64, Money), HqError> {
+    let t = report::totals_between(store, reg, period.from, period.to, Some(merchant))?;
+    let gross = t.sales().map_err(|e| HqError::Overflow(e.to_string()))?;
+    Ok((t.sales_count(), gross))
+}
+
+/// Merchants a run skipped, each with the period settled before.
+pub type Skipped = Vec<(MerchantId, Period)>;
+
+/// What a clearing run did.
+#[derive(Debug)]
+pub struct ClearingRun {
+    pub lines: Vec<ClearingLine>,
+    /// Merchants whose period was settled before, and that period.
+    pub skipped: Skipped,
+    /// The clearing file written, if any line was settled.
+    pub file: Option<PathBuf>,
+    pub file_hash: Option<Hash>,
+    pub entries: Vec<Entry>,
+}
+
+/// Which merchants and periods a run settles: `only` one merchant (with an explicit
+/// `period`) or every merchant's last whole period up to `as_of`.
+pub enum Selection {
+    Due {
+        as_of: BusinessDay,
+    },
+    One {
+        merchant: MerchantId,
+        period: Period,
+    },
+}
+
+/// The lines a clearing run would settle, and the merchants it skips because their
+/// period was settled before. Reads only; `run` writes.
+pub fn compute(
+    store: &Store,
+    selection: Selection,
+) -> Result<(Vec<ClearingLine>, Skipped), HqError> {
+    let role = store.own_certificate().role;
+    if role != Role::Hq {
+        return Err(HqError::NotHq(role));
+    }
+    let terms = merchants(store)?;
+    let reg = report::registry(store)?;
+    let settled = store.settlements()?;
+    let mut plan = Vec::new();
+    let mut skipped = Vec::new();
+    match selection {
+        Selection::Due { as_of } => {
+            for (m, t) in &terms {
+                let period = t.cycle.last_complete(as_of);
+                match settled
+                    .iter()
+                    .find(|(_, r)| r.merchant == *m && r.period.overlaps(&period))
+                {
+                    Some((_, r)) => skipped.push((m.clone(), r.period)),
+                    None => plan.push((m.clone(), t.fee_bp, period)),
+                }
+            }
+        }
+        Selection::One { merchant, period } => {
+            let t = terms
+                .get(&merchant)
+                .ok_or_else(|| HqError::UnknownMerchant(merchant.clone()))?;
+            plan.push((merchant, t.fee_bp, period));
+        }
+    }
+    let mut lines = Vec::new();
+    for (m, fee_bp, period) in plan {
+        let (count, gross) = merchant_sales(store, &reg, &m, period)?;
+        lines.push(
+            ClearingLine::compute(m, period, count, gross, fee_bp)
+                .map_err(|e| HqError::Overflow(e.to_string()))?,
+        );
+    }
+    Ok((lines, skipped))
+}
+
+/// Runs a clearing run and writes its file into `out_dir` as
+/// `clearing-<first day>-<last day>.csv`.
+pub fn run(store: &Store, selection: Selection, out_dir: &Path) -> Result<ClearingRun, HqError> {
+    let (lines, skipped) = compute(store, selection)?;
+    if lines.is_empty() {
+        return Ok(ClearingRun {
+            lines,
+            skipped,
+            file: None,
+            file_hash: None,
+            entries: Vec::new(),
+        });
+    }
+    let text = settlement::clearing_file(&lines).map_err(|e| HqError::Overflow(e.to_string()))?;
+    let hash = Hash::of(text.as_bytes());
+    let first = lines
+        .iter()
+        .map(|l| l.period.from)
+        .min()
+        .expect("lines exist");
+    let last = lines
+        .iter()
+        .map(|l| l.period.to)
+        .max()
+        .expect("lines exist");
+    let path = out_dir.join(format!("clearing-{first}-{last}.csv"));
+    if path.exists() {
+        return Err(HqError::FileExists(path));
+    }
+    write_durably(&path, text.as_bytes())?;
+    let records = lines.iter().map(|l| l.record(hash)).collect();
+    match store.record_settlements(records)? {
+        Ok(entries) => Ok(ClearingRun {
+            lines,
+            skipped,
+            file: Some(path),
+            file_hash: Some(hash),
+            entries,
+        }),
+        Err(already) => {
+            // Nothing was recorded: the file must not stand for a settlement.
+            std::fs::remove_file(&path).map_err(|source| HqError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Err(HqError::Settled(already))
+        }
+    }
+}
+
+/// Writes a file so that it is either wholly there or not at all.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), HqError> {
+    let tmp = path.with_extension("csv.part");
+    let io = |source| HqError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        d.sync_all().map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Every merchant's terms and the sites that belong to it, for `settle merchants`.
+pub fn merchant_sites(store: &Store) -> Result<BTreeMap<MerchantId, Vec<String>>, HqError> {
+    let reg = report::registry(store)?;
+    let mut out: BTreeMap<MerchantId, Vec<String>> = BTreeMap::new();
+    for (site, info) in reg.sites {
+        out.entry(info.merchant).or_default().push(site.to_string());
+    }
+    Ok(out)
+}
+
+/// Sets a merchant's settlement terms (HQ only, like every network registry edit).
+pub fn set_merchant(store: &Store, id: &MerchantId, terms: &MerchantTerms) -> Result<(), HqError> {
+    store.edit_doc(DocName::Network, |d| merchants::set_merchant(d, id, terms))?;
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! The report and verification views: report rows per day and site, terminal or
+//! operator, network totals (the float), per-site freshness, each card's rebuilt
+//! history with the anomalies it shows, open grey locks, and settled periods. Folded
+//! entry by entry in the same transaction as the feeds, with the model's pure folds
+//! (`cardmesh_model::report`), so a report is a range read, never a recomputation.
+
+use super::docs;
+use super::error::StoreError;
+use super::schema::{self, *};
+use cardmesh_model::body::{Body, CardChange, EntryRef};
+use cardmesh_model::docs::{DocName, network};
+use cardmesh_model::report::{self, Anomaly, AnomalyKind, CardChain, Dim, RowKey, Totals};
+use cardmesh_model::settlement::SettlementRecord;
+use cardmesh_model::{BusinessDay, CardAsn, Entry, Hlc, MerchantId, SiteId};
+use redb::{ReadableTable, Table, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// When this node last received an entry about a site, and the newest one it has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freshness {
+    /// This node's clock when the last entry arrived, in ms since the epoch.
+    pub received_ms: u64,
+    /// The newest HLC among the site's entries.
+    pub newest: Hlc,
+    pub entries: u64,
+}
+
+/// The report tables, open for writing.
+pub struct ReportTables<'t> {
+    rows: Table<'t, &'static [u8], &'static [u8]>,
+    totals: Table<'t, &'static str, &'static [u8]>,
+    freshness: Table<'t, &'static str, &'static [u8]>,
+    chains: Table<'t, &'static [u8; 8], &'static [u8]>,
+    pub anomalies: Table<'t, &'static [u8; 49], &'static [u8]>,
+    pub raised: Table<'t, &'static [u8; 49], ()>,
+    grey_open: Table<'t, &'static [u8; 40], &'static [u8]>,
+    pub settlements: Table<'t, &'static [u8; 40], &'static [u8]>,
+    /// Site time zones, read from the network registry once per transaction and only if
+    /// an entry without its own business day needs one.
+    offsets: Option<BTreeMap<SiteId, i32>>,
+}
+
+const ALL: &str = "all";
+
+pub fn row_key(key: &RowKey) -> Vec<u8> {
+    let mut k = vec![dim_code(key.dim)];
+    k.extend_from_slice(&key.day.ymd().to_be_bytes());
+    k.extend_from_slice(key.name.as_bytes());
+    k
+}
+
+fn dim_code(d: Dim) -> u8 {
+    match d {
+        Dim::Site => 0,
+        Dim::Terminal => 1,
+        Dim::Operator => 2,
+    }
+}
+
+pub fn parse_row_key(k: &[u8]) -> Option<RowKey> {
+    let dim = match k.first()? {
+        0 => Dim::Site,
+        1 => Dim::Terminal,
+        2 => Dim::Operator,
+        _ => return None,
+    };
+    let ymd = u32::from_be_bytes(k.get(1..5)?.try_into().ok()?);
+    let day = BusinessDay {
+        year: (ymd / 10_000) as u16,
+        month: (ymd / 100 % 100) as u8,
+        day: (ymd % 100) as u8,
+    };
+    let name = std::str::from_utf8(k.get(5..)?).ok()?.to_string();
+    Some(RowKey { day, dim, name })
+}
+
+/// The key range of one dimension's rows from day `from` to day `to`.
+pub fn row_range(dim: Dim, from: BusinessDay, to: BusinessDay) -> (Vec<u8>, Vec<u8>) {
+    let mut lo = vec![dim_code(dim)];
+    lo.extend_from_slice(&from.ymd().to_be_bytes());
+    let mut hi = vec![dim_code(dim)];
+    hi.extend_from_slice(&(to.ymd() + 1).to_be_bytes());
+    (lo, hi)
+}
+
+pub fn anomaly_key(a: &Anomaly) -> [u8; 49] {
+    let mut k = [0; 49];
+    k[..8].copy_from_slice(&a.asn.0);
+    k[8] = match a.kind {
+        AnomalyKind::CloneSuspected => 0,
+        AnomalyKind::BalanceBreak => 1,
+        AnomalyKind::BadTac => 2,
+    };
+    k[9..].copy_from_slice(&entry_key(&a.at.origin, a.at.seq));
+    k
+}
+
+pub fn settlement_prefix(m: &MerchantId) -> [u8; 32] {
+    let mut p = [0; 32];
+    p[..m.as_str().len()].copy_from_slice(m.as_str().as_bytes());
+    p
+}
+
+pub fn settlement_key(r: &SettlementRecord) -> [u8; 40] {
+    let mut k = [0; 40];
+    k[..32].copy_from_slice(&settlement_prefix(&r.merchant));
+    k[32..36].copy_from_slice(&r.period.from.ymd().to_be_bytes());
+    k[36..].copy_from_slice(&r.period.to.ymd().to_be_bytes());
+    k
+}
+
+impl<'t> ReportTables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<ReportTables<'t>, StoreError> {
+        Ok(ReportTables {
+            rows: txn.open_table(REPORT_ROWS)?,
+            totals: txn.open_table(REPORT_TOTALS)?,
+            freshness: txn.open_table(FRESHNESS)?,
+            chains: txn.open_table(CARD_CHAINS)?,
+            anomalies: txn.open_table(ANOMALIES)?,
+            raised: txn.open_table(RAISED)?,
+            grey_open: txn.open_table(GREY_OPEN)?,
+            settlements: txn.open_table(SETTLEMENTS)?,
+            offsets: None,
+        })
+    }
+
+    /// Folds one accepted entry, written by a node of `site`, received at `now_ms`.
+    /// `Ok(Err(why))`: the entry's amounts overflow a report row; nothing was changed.
+    pub fn fold(
+        &mut self,
+        e: &Entry,
+        site: &SiteId,
+        now_ms: u64,
+        docs: (
+            &impl ReadableTable<&'static [u8], &'static [u8]>,
+            &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
+        ),
+    ) -> Result<Result<(), String>, StoreError> {
+        let needs_offset = matches!(
+            &e.body,
+            Body::Alarm(_)
+                | Body::Operator(_)
+                | Body::CardRegistry(cardmesh_model::body::CardEvent {
+                    change: CardChange::Personalized { .. },
+                    ..
+                })
+        );
+        if needs_offset && self.offsets.is_none() {
+            let reg = docs::load(docs.0, docs.1, &DocName::Network)?
+                .map(|(d, _)| network::read(&d))
+                .unwrap_or_default();
+            self.offsets = Some(
+                reg.sites
+                    .into_iter()
+                    .map(|(s, i)| (s, i.utc_offset_min))
+                    .collect(),
+            );
+        }
+        let offset = self
+            .offsets
+            .as_ref()
+            .and_then(|o| o.get(site).copied())
+            .unwrap_or(0);
+        let rows = match report::rows_of(&e.body, e.hlc, site, |ms| {
+            BusinessDay::of_instant(ms as i64, offset)
+        }) {
+            Ok(rows) => rows,
+            Err(err) => return Ok(Err(format!("report totals: {err}"))),
+        };
+        // Merge everything first, so that an overflow leaves every row as it was.
+        let mut merged = Vec::with_capacity(rows.len() + 1);
+        for (key, t) in &rows {
+            let k = row_key(key);
+            let mut row: Totals = match self.rows.get(k.as_slice())? {
+                Some(v) => schema::decode_view(v.value(), "report row")?,
+                None => Totals::default(),
+            };
+            if let Err(err) = row.merge(t) {
+                return Ok(Err(format!("report row {k:?}: {err}")));
+            }
+            merged.push((k, row));
+        }
+        if let Some((_, t)) = rows.iter().find(|(k, _)| k.dim == Dim::Site) {
+            let mut all: Totals = match self.totals.get(ALL)? {
+                Some(v) => schema::decode_view(v.value(), "report totals")?,
+                None => Totals::default(),
+            };
+            if let Err(err) = all.merge(t) {
+                return Ok(Err(format!("network totals: {err}")));
+            }
+            self.totals
+                .insert(ALL, schema::encode_view(&all).as_slice())?;
+        }
+        for (k, row) in merged {
+            self.rows
+                .insert(k.as_slice(), schema::encode_view(&row).as_slice())?;
+        }
+        let about = match &e.body {
+            Body::Card(t) => &t.site,
+            _ => site,
+        };
+        self.touch(about, e.hlc, now_ms)?;
+        match &e.body {
+            Body::Card(t) => self.fold_card(e, t)?,
+            Body::Settlement(r) => {
+                self.settlements.insert(
+                    &settlement_key(r),
+                    schema::encode_view(&(e.entry_ref(), r)).as_slice(),
+                )?;
+            }
+            _ => {}
+        }
+        Ok(Ok(()))
+    }
+
+    /// Adds `t` to one row. `Ok(Err)` on an overflow, with the row unchanged.
+    pub fn merge_row(
+        &mut self,
+        key: &RowKey,
+        t: &Totals,
+    ) -> Result<Result<(), cardmesh_model::money::MoneyError>, StoreError> {
+        let k = row_key(key);
+        let mut row: Totals = match self.rows.get(k.as_slice())? {
+            Some(v) => schema::decode_view(v.value(), "report row")?,
+            None => Totals::default(),
+        };
+        if let Err(e) = row.merge(t) {
+            return Ok(Err(e));
+        }
+        self.rows
+            .insert(k.as_slice(), schema::encode_view(&row).as_slice())?;
+        Ok(Ok(()))
+    }
+
+    fn touch(&mut self, site: &SiteId, hlc: Hlc, now_ms: u64) -> Result<(), StoreError> {
+        let mut f: Freshness = match self.freshness.get(site.as_str())? {
+            Some(v) => schema::decode_view(v.value(), "freshness")?,
+            None => Freshness::default(),
+        };
+        f.received_ms = f.received_ms.max(now_ms);
+        f.newest = f.newest.max(hlc);
+        f.entries += 1;
+        self.freshness
+            .insert(site.as_str(), schema::encode_view(&f).as_slice())?;
+        Ok(())
+    }
+
+    fn fold_card(
+        &mut self,
+        e: &Entry,
+        t: &cardmesh_model::body::CardTxn,
+    ) -> Result<(), StoreError> {
+        let mut chain: CardChain = match self.chains.get(&t.asn.0)? {
+            Some(v) => schema::decode_view(v.value(), "card history")?,
+            None => CardChain::default(),
+        };
+        let open_before = chain.open_locks();
+        for a in chain.apply(e.entry_ref(), e.hlc, t) {
+            self.anomalies
+                .insert(&anomaly_key(&a), schema::encode_view(&a).as_slice())?;
+        }
+        let open_after = chain.open_locks();
+        for (lock, _) in &open_before {
+            if !open_after.iter().any(|(r, _)| r == lock) {
+                self.grey_open.remove(&entry_key(&lock.origin, lock.seq))?;
+            }
+        }
+        for (lock, hlc) in &open_after {
+            self.grey_open.insert(
+                &entry_key(&lock.origin, lock.seq),
+                schema::encode_view(&(t.asn, *hlc)).as_slice(),
+            )?;
+        }
+        self.chains
+            .insert(&t.asn.0, schema::encode_view(&chain).as_slice())?;
+        Ok(())
+    }
+}
+
+/// An open grey lock as the report lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenLock {
+    pub at: EntryRef,
+    pub asn: CardAsn,
+    pub hlc: Hlc,
+}
+
+pub fn decode_open_lock(key: &[u8], value: &[u8]) -> Result<OpenLock, StoreError> {
+    let (asn, hlc): (CardAsn, Hlc) = schema::decode_view(value, "grey lock")?;
+    Ok(OpenLock {
+        at: parse_entry_key(key),
+        asn,
+        hlc,
+    })
+}
