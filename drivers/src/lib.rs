@@ -13,6 +13,7 @@
 //!   in-process implementations; [`vpcd`] plugs a simulated chip into pcscd.
 //! - [`sam`]: the [`sam::Sam`] trait, software SAM and PSAM client.
 //! - [`epurse`]: typed e-purse operations over any reader and SAM.
+//! - [`modem`]: dial-up modems (AT commands, line framing) and a modem simulator.
 
 pub mod apdu;
 pub mod card;
@@ -20,6 +21,7 @@ pub mod constants;
 pub mod crypto;
 pub mod epurse;
 pub mod keys;
+pub mod modem;
 pub mod persist;
 pub mod psam;
 pub mod reader;
