@@ -193,9 +193,13 @@ impl Modem {
     /// Sends one command line and waits for `OK`.
     pub fn command(&mut self, line: &str) -> Result<(), ModemError> {
         self.send_line(line)?;
-        match self.result(COMMAND_TIMEOUT, line)? {
-            ResultCode::Ok => Ok(()),
-            other => Err(ModemError::Refused(other.text(), line.to_string())),
+        loop {
+            match self.result(COMMAND_TIMEOUT, line)? {
+                ResultCode::Ok => return Ok(()),
+                // Unsolicited: a call coming in while the host sets the modem up.
+                ResultCode::Ring => {}
+                other => return Err(ModemError::Refused(other.text(), line.to_string())),
+            }
         }
     }
 

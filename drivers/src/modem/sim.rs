@@ -350,8 +350,13 @@ impl Switchboard {
                 }
                 let line = self.line(number);
                 let to_host = std::mem::take(&mut line.to_host);
+                // The phone keeps ringing through a reset.
+                let mode = std::mem::replace(&mut line.mode, Mode::Idle);
                 *line = Line::new();
                 line.to_host = to_host;
+                if matches!(mode, Mode::Ringing { .. }) {
+                    line.mode = mode;
+                }
                 ResultCode::Ok
             }
             Command::Echo(on) => {
