@@ -131,7 +131,8 @@ async fn a_null_modem_cable_carries_a_full_sync() {
     assert_eq!(o.session.stats.applied_by_peer, 20);
     assert!(o.session.stats.entries_applied >= 5);
     assert!(o.line.bytes_sent > 0 && o.line.packets_received > 0);
-    served.await.unwrap().unwrap();
+    let (_, up) = served.await.unwrap().unwrap();
+    assert!(up, "a cable has no carrier to lose");
     assert_converged(&hq, &shop);
 }
 
@@ -164,12 +165,12 @@ async fn a_dial_up_call_syncs_both_ways() {
 async fn a_noisy_line_still_converges() {
     let tmp = tempfile::tempdir().unwrap();
     let (hq, shop) = network(tmp.path());
-    add_blocks(&shop, 1000, 60);
+    add_blocks(&shop, 1000, 100);
     let phones = phones(tmp.path());
-    // About one frame of 1200 bytes in ten arrives damaged.
+    // About one frame of 1200 bytes in five arrives damaged.
     phones.exchange.set_faults(
         Faults {
-            byte_error_rate: 1e-4,
+            byte_error_rate: 2e-4,
             drop_after_bytes: None,
         },
         7,
@@ -179,13 +180,8 @@ async fn a_noisy_line_still_converges() {
         .await
         .unwrap();
     answering.await.unwrap();
-    assert_eq!(o.session.stats.applied_by_peer, 60);
-    assert!(phones.exchange.stats().bytes_corrupted > 0);
-    assert!(
-        o.line.frames_dropped > 0 || o.line.packets_sent > o.line.packets_received,
-        "the noise damaged frames: {:?}",
-        o.line
-    );
+    assert_eq!(o.session.stats.applied_by_peer, 100);
+    assert!(phones.exchange.stats().bytes_corrupted > 0, "the line was noisy");
     assert_converged(&hq, &shop);
 }
 

@@ -192,6 +192,11 @@ impl Modem {
 
     /// Sends one command line and waits for `OK`.
     pub fn command(&mut self, line: &str) -> Result<(), ModemError> {
+        // Whatever came before (the end of a call's data) is not the answer to this.
+        self.port
+            .clear(serialport::ClearBuffer::Input)
+            .map_err(io::Error::from)?;
+        self.pending.clear();
         self.send_line(line)?;
         loop {
             match self.result(COMMAND_TIMEOUT, line)? {

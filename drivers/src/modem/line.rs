@@ -52,12 +52,8 @@ pub struct LineStats {
 #[derive(Debug, Default)]
 pub struct Deframer {
     buf: Vec<u8>,
-    skipped: Vec<u8>,
     stats: LineStats,
 }
-
-/// How many skipped bytes are kept for [`Deframer::take_skipped`].
-const KEEP_SKIPPED: usize = 256;
 
 impl Deframer {
     pub fn new() -> Deframer {
@@ -121,15 +117,6 @@ impl Deframer {
             return;
         }
         self.stats.skipped_bytes += (to - from) as u64;
-        self.skipped.extend_from_slice(&self.buf[from..to]);
-        let over = self.skipped.len().saturating_sub(KEEP_SKIPPED);
-        self.skipped.drain(..over);
-    }
-
-    /// The most recent bytes that were not part of a good frame (at most 256), for a
-    /// caller that watches the line for modem messages such as `NO CARRIER`.
-    pub fn take_skipped(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.skipped)
     }
 
     /// Bytes held while a frame is incomplete.
@@ -194,9 +181,8 @@ mod tests {
         wire.extend(b"\r\nNO CARRIER\r\n");
         let mut d = Deframer::new();
         assert_eq!(d.push(&wire), vec![b"data".to_vec()]);
-        let skipped = d.take_skipped();
-        assert!(skipped.ends_with(b"\r\nNO CARRIER\r\n"), "{skipped:?}");
-        assert!(d.take_skipped().is_empty());
+        assert_eq!(d.stats().skipped_bytes, 12 + 14);
+        assert_eq!(d.pending(), 0);
     }
 
     #[test]

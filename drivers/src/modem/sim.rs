@@ -315,11 +315,9 @@ impl Switchboard {
         }
         let typed = std::mem::take(&mut line.typed);
         let typed = String::from_utf8_lossy(&typed).to_ascii_uppercase();
-        // A modem listens for `AT`; whatever came before it is noise.
-        let Some(start) = typed.find("AT") else {
-            if !typed.trim().is_empty() {
-                line.say(ResultCode::Error);
-            }
+        // A modem listens for `AT` and ignores whatever came before it: the tail of a
+        // call's data, or `+++` after the carrier dropped.
+        let Some(start) = typed.rfind("AT") else {
             return;
         };
         let Some(cmds) = parse_line(&typed[start..]) else {
@@ -640,6 +638,7 @@ mod tests {
         assert_eq!(type_line(&mut b, "100", "ATZ", t), "\r\nOK\r\n");
         assert_eq!(type_line(&mut b, "100", "ATQ9", t), "ATQ9\r\r\nERROR\r\n");
         assert_eq!(type_line(&mut b, "100", "+++ATH", t), "+++ATH\r\r\nOK\r\n");
+        assert_eq!(type_line(&mut b, "100", "\x01\x7e garbage", t), "\x01\x7e garbage\r");
     }
 
     #[test]

@@ -149,14 +149,19 @@ pub async fn sync_over_line(
     })
 }
 
+/// How long the answerer waits for the caller to hang up after its last session.
+const HANG_UP_WAIT: Duration = Duration::from_secs(10);
+
 /// Answers the node at the other end of a connected line: serves its sync sessions
-/// until it closes the connection or the carrier drops.
+/// until it closes the connection or the carrier drops. After a session that ended
+/// well it waits a while for the caller to hang up; `LineCounters` and whether the line
+/// is still up.
 pub async fn serve_line(
     sync: &NodeSync,
     port: Box<dyn SerialPort>,
     rate: u32,
     clock: Arc<dyn Clock>,
-) -> Result<LineCounters, CallError> {
+) -> Result<(LineCounters, bool), CallError> {
     let line = Arc::new(
         SerialLine::start(port.as_ref(), rate, own_id(sync))
             .map_err(|e| CallError::Line(e.to_string()))?,
@@ -181,8 +186,12 @@ pub async fn serve_line(
         served
     })
     .await;
+    if result.is_ok() {
+        let _ = tokio::time::timeout(HANG_UP_WAIT, line.carrier_lost()).await;
+    }
+    let up = line.has_carrier();
     let counters = stop(line).await?;
-    result.map(|()| counters)
+    result.map(|()| (counters, up))
 }
 
 /// Stops the line's threads, so the modem can have its port back.
@@ -265,19 +274,33 @@ pub async fn answer(
             .port()
             .try_clone()
             .map_err(|e| CallError::Line(e.to_string()))?;
-        match serve_line(sync, port, rate, clock.clone()).await {
-            Ok(c) => tracing::info!(
-                sent = c.bytes_sent,
-                received = c.bytes_received,
-                "call done"
-            ),
-            Err(e) => tracing::warn!("call failed: {e}"),
+        let up = match serve_line(sync, port, rate, clock.clone()).await {
+            Ok((c, up)) => {
+                tracing::info!(
+                    sent = c.bytes_sent,
+                    received = c.bytes_received,
+                    "call done"
+                );
+                up
+            }
+            Err(CallError::CarrierLost) => {
+                tracing::warn!("call cut: NO CARRIER");
+                false
+            }
+            Err(e) => {
+                tracing::warn!("call failed: {e}");
+                true
+            }
+        };
+        // A modem that lost its carrier is back in command mode, maybe already
+        // answering the next call: escaping and hanging up would cut that one.
+        if up {
+            modem = blocking(move || {
+                modem.hang_up()?;
+                Ok(modem)
+            })
+            .await?;
         }
-        modem = blocking(move || {
-            modem.hang_up()?;
-            Ok(modem)
-        })
-        .await?;
     }
     Ok(())
 }

@@ -49,6 +49,7 @@ const QUEUE_BYTES: usize = 2 * 1300;
 /// Packets received and not yet taken by iroh; more are dropped, as UDP would.
 const RECV_QUEUE: usize = 64;
 const READ_TIMEOUT: Duration = Duration::from_millis(20);
+const NO_CARRIER: &[u8] = b"NO CARRIER";
 
 /// Byte counts of one call's line, both directions, framing included.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -219,8 +220,9 @@ impl SerialLine {
 fn read_line(shared: &Shared, mut port: Box<dyn SerialPort>, packets: &mpsc::Sender<Vec<u8>>) {
     let _ = port.set_timeout(READ_TIMEOUT);
     let mut deframer = Deframer::new();
-    // Recent bytes outside frames: where the modem's `NO CARRIER` shows up.
-    let mut text: Vec<u8> = Vec::new();
+    // The modem's `NO CARRIER` may come right after a frame the cut left incomplete, so
+    // it is looked for in the raw bytes (an encrypted packet will not spell it).
+    let mut raw: Vec<u8> = Vec::new();
     let mut buf = [0u8; 1024];
     while !shared.stop.load(Ordering::Relaxed) {
         let n = match port.read(&mut buf) {
@@ -259,14 +261,14 @@ fn read_line(shared: &Shared, mut port: Box<dyn SerialPort>, packets: &mpsc::Sen
         }
         c.frames_dropped
             .store(deframer.stats().dropped, Ordering::Relaxed);
-        text.extend(deframer.take_skipped());
-        if text.windows(10).any(|w| w == b"NO CARRIER") {
+        raw.extend_from_slice(&buf[..n]);
+        if raw.windows(NO_CARRIER.len()).any(|w| w == NO_CARRIER) {
             tracing::info!("serial line: NO CARRIER");
             shared.lose_carrier();
             return;
         }
-        let over = text.len().saturating_sub(16);
-        text.drain(..over);
+        let over = raw.len().saturating_sub(NO_CARRIER.len() - 1);
+        raw.drain(..over);
     }
 }
 
