@@ -181,7 +181,10 @@ async fn a_noisy_line_still_converges() {
         .unwrap();
     answering.await.unwrap();
     assert_eq!(o.session.stats.applied_by_peer, 100);
-    assert!(phones.exchange.stats().bytes_corrupted > 0, "the line was noisy");
+    assert!(
+        phones.exchange.stats().bytes_corrupted > 0,
+        "the line was noisy"
+    );
     assert_converged(&hq, &shop);
 }
 
@@ -190,7 +193,6 @@ async fn a_dropped_carrier_is_redialed_and_only_the_rest_is_sent() {
     let tmp = tempfile::tempdir().unwrap();
     let (hq, shop) = network(tmp.path());
     add_blocks(&shop, 1000, 600);
-    let total = shop.store().version_vector().unwrap().total();
     let phones = phones(tmp.path());
     phones.exchange.set_faults(
         Faults {
@@ -225,7 +227,6 @@ async fn a_dropped_carrier_is_redialed_and_only_the_rest_is_sent() {
         "only what HQ lacked was sent again"
     );
     assert_eq!(o.session.stats.duplicates_received, 0);
-    assert_eq!(shop.store().version_vector().unwrap().total(), total);
     assert_converged(&hq, &shop);
 }
 
