@@ -638,7 +638,10 @@ mod tests {
         assert_eq!(type_line(&mut b, "100", "ATZ", t), "\r\nOK\r\n");
         assert_eq!(type_line(&mut b, "100", "ATQ9", t), "ATQ9\r\r\nERROR\r\n");
         assert_eq!(type_line(&mut b, "100", "+++ATH", t), "+++ATH\r\r\nOK\r\n");
-        assert_eq!(type_line(&mut b, "100", "\x01\x7e garbage", t), "\x01\x7e garbage\r");
+        assert_eq!(
+            type_line(&mut b, "100", "\x01\x7e garbage", t),
+            "\x01\x7e garbage\r"
+        );
     }
 
     #[test]
