@@ -17,6 +17,7 @@
 //!   the DART-style driver and simulator, and the pure pump flow of a card fill.
 //! - [`printer`]: ESC/POS receipts over a serial port (GB18030), and their decoder.
 //! - [`station`]: a fuel station's devices as configured, checked as a whole.
+//! - [`modem`]: dial-up modems (AT commands, line framing) and a modem simulator.
 
 pub mod apdu;
 pub mod card;
@@ -25,6 +26,7 @@ pub mod crypto;
 pub mod dispenser;
 pub mod epurse;
 pub mod keys;
+pub mod modem;
 pub mod persist;
 pub mod printer;
 pub mod psam;

@@ -8,6 +8,7 @@ use cardmesh_node::identity::{self, DataDir};
 use cardmesh_node::keys;
 use cardmesh_node::link::NodeSync;
 use cardmesh_node::link::iroh::IrohLink;
+use cardmesh_node::link::serial;
 use cardmesh_node::status::NodeStatus;
 use cardmesh_node::store::{Clock, SystemClock};
 use cardmesh_node::usb;
@@ -149,6 +150,10 @@ enum SyncCommand {
         #[arg(long, default_value = "0.0.0.0:0")]
         bind: SocketAddr,
     },
+    /// Dial another node through the modem on PORT and sync with it (iroh over the line).
+    Dial(serial::cli::DialArgs),
+    /// Answer calls on the modem at PORT and sync with each caller.
+    Answer(serial::cli::AnswerArgs),
 }
 
 #[derive(Subcommand)]
@@ -362,6 +367,8 @@ fn sync_command(command: SyncCommand) -> Result<()> {
                 Ok(())
             })
         }
+        SyncCommand::Dial(args) => serial::cli::dial(args),
+        SyncCommand::Answer(args) => serial::cli::answer(args),
     }
 }
 

@@ -4,7 +4,7 @@
 use super::NodeSync;
 use super::frame::{FrameError, read_frame, write_frame};
 use cardmesh_model::Certificate;
-use cardmesh_model::sync::{Session, Side, Stats, SyncError};
+use cardmesh_model::sync::{Limits, Session, Side, Stats, SyncError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,22 @@ pub async fn drive<R, W>(
     side: Side,
     store: NodeSync,
     now_ms: u64,
+    recv: R,
+    send: W,
+) -> Result<SessionOutcome, LinkError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    drive_with(side, Limits::DEFAULT, store, now_ms, recv, send).await
+}
+
+/// [`drive`] with the batch limits of a given link (a slow one wants small batches).
+pub async fn drive_with<R, W>(
+    side: Side,
+    limits: Limits,
+    store: NodeSync,
+    now_ms: u64,
     mut recv: R,
     mut send: W,
 ) -> Result<SessionOutcome, LinkError>
@@ -48,7 +64,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut session = Session::new(side, random_nonce(), now_ms);
+    let mut session = Session::with_limits(side, random_nonce(), now_ms, limits);
     let mut store = store;
     // The store blocks on disk: keep its calls off the async workers.
     let first = tokio::task::block_in_place(|| session.start(&mut store));

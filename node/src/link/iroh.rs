@@ -8,11 +8,11 @@
 //! authenticated the QUIC connection is the key the session proved.
 
 use super::NodeSync;
-use super::drive::{LinkError, SessionOutcome, drive};
+use super::drive::{LinkError, SessionOutcome, drive_with};
 use crate::store::Clock;
 use cardmesh_model::NodeId;
-use cardmesh_model::sync::Side;
-use iroh::endpoint::{Connection, PortmapperConfig, presets};
+use cardmesh_model::sync::{Limits, Side};
+use iroh::endpoint::{Builder, Connection, PortmapperConfig, presets};
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{Endpoint, EndpointAddr, NetReportConfig, RelayMode};
 use std::net::SocketAddr;
@@ -25,6 +25,45 @@ const FAREWELL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn node_of(id: &iroh::EndpointId) -> NodeId {
     NodeId(*id.as_bytes())
+}
+
+/// An endpoint builder with the node's key as identity, the sync ALPN, and nothing that
+/// reaches beyond the transports a link adds: no relays, no address lookup, no port
+/// mapping, no IP transports.
+pub(crate) fn endpoint_builder(sync: &NodeSync) -> Builder {
+    Endpoint::builder(presets::Minimal)
+        .secret_key(iroh::SecretKey::from_bytes(&sync.key().to_seed()))
+        .alpns(vec![ALPN.to_vec()])
+        .relay_mode(RelayMode::Disabled)
+        .clear_address_lookup()
+        .portmapper_config(PortmapperConfig::Disabled)
+        .net_report_config(NetReportConfig::minimal())
+        .clear_ip_transports()
+}
+
+/// Runs one sync session as the initiator on an open connection, then closes it.
+pub(crate) async fn initiate(
+    conn: &Connection,
+    sync: &NodeSync,
+    clock: &dyn Clock,
+    limits: Limits,
+) -> Result<SessionOutcome, LinkError> {
+    let (send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| LinkError::Transport(e.to_string()))?;
+    let result = drive_with(
+        Side::Initiator,
+        limits,
+        sync.clone(),
+        clock.now_ms(),
+        recv,
+        send,
+    )
+    .await;
+    let outcome = result.and_then(|o| same_peer(o, conn));
+    conn.close(0u32.into(), b"sync done");
+    outcome
 }
 
 /// A node's iroh endpoint: serves sync sessions to enrolled peers and starts them.
@@ -44,23 +83,13 @@ impl IrohLink {
         let transport = |e: &dyn std::fmt::Display| {
             LinkError::Transport(format!("iroh endpoint on {bind}: {e}"))
         };
-        let endpoint = Endpoint::builder(presets::Minimal)
-            .secret_key(iroh::SecretKey::from_bytes(&sync.key().to_seed()))
-            .alpns(vec![ALPN.to_vec()])
-            .relay_mode(RelayMode::Disabled)
-            .clear_address_lookup()
-            .portmapper_config(PortmapperConfig::Disabled)
-            .net_report_config(NetReportConfig::minimal())
-            .clear_ip_transports()
+        let endpoint = endpoint_builder(&sync)
             .bind_addr(bind)
             .map_err(|e| transport(&e))?
             .bind()
             .await
             .map_err(|e| transport(&e))?;
-        let handler = Responder {
-            sync: sync.clone(),
-            clock: clock.clone(),
-        };
+        let handler = Responder::new(sync.clone(), clock.clone(), Limits::DEFAULT);
         let router = Router::builder(endpoint).accept(ALPN, handler).spawn();
         Ok(IrohLink {
             router,
@@ -91,21 +120,7 @@ impl IrohLink {
             .map_err(|e| {
                 LinkError::Transport(format!("connecting to {} at {addr}: {e}", peer.short()))
             })?;
-        let (send, recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| LinkError::Transport(e.to_string()))?;
-        let result = drive(
-            Side::Initiator,
-            self.sync.clone(),
-            self.clock.now_ms(),
-            recv,
-            send,
-        )
-        .await;
-        let outcome = result.and_then(|o| same_peer(o, &conn));
-        conn.close(0u32.into(), b"sync done");
-        outcome
+        initiate(&conn, &self.sync, self.clock.as_ref(), Limits::DEFAULT).await
     }
 
     /// Stops serving and closes the endpoint.
@@ -125,10 +140,22 @@ fn same_peer(outcome: SessionOutcome, conn: &Connection) -> Result<SessionOutcom
     Ok(outcome)
 }
 
+/// Serves the sync sessions a peer opens on a connection.
 #[derive(Clone)]
-struct Responder {
+pub(crate) struct Responder {
     sync: NodeSync,
     clock: Arc<dyn Clock>,
+    limits: Limits,
+}
+
+impl Responder {
+    pub(crate) fn new(sync: NodeSync, clock: Arc<dyn Clock>, limits: Limits) -> Responder {
+        Responder {
+            sync,
+            clock,
+            limits,
+        }
+    }
 }
 
 impl std::fmt::Debug for Responder {
@@ -142,8 +169,9 @@ impl ProtocolHandler for Responder {
         let remote = node_of(&conn.remote_id());
         // Serve every stream the peer opens; one session per stream.
         while let Ok((send, recv)) = conn.accept_bi().await {
-            match drive(
+            match drive_with(
                 Side::Responder,
+                self.limits,
                 self.sync.clone(),
                 self.clock.now_ms(),
                 recv,

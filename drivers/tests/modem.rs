@@ -1,0 +1,74 @@
+//! Two hosts' modems on real ttys (socat pty pairs) joined by the simulated exchange:
+//! a dial answered automatically, data both ways at the line rate, a hang-up heard by
+//! the other side, and a dial to a busy line.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use cardmesh_drivers::modem::at::{Modem, ModemError};
+use cardmesh_drivers::modem::pty::SocatPair;
+use cardmesh_drivers::modem::sim::{Exchange, LineConfig};
+
+fn read_n(m: &mut Modem, n: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < n && Instant::now() < deadline {
+        let mut buf = [0u8; 256];
+        match m.port().read(&mut buf) {
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    got
+}
+
+#[test]
+fn dial_answer_carry_data_and_hang_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shop, hq) = (
+        SocatPair::start(dir.path(), "shop").unwrap(),
+        SocatPair::start(dir.path(), "hq").unwrap(),
+    );
+    let mut exchange = Exchange::new(LineConfig::V34);
+    exchange.install("5551000", shop.b()).unwrap();
+    exchange.install("5552000", hq.b()).unwrap();
+
+    let mut answer = Modem::open(hq.a()).unwrap();
+    answer.auto_answer().unwrap();
+    let answering = std::thread::spawn(move || {
+        let rate = answer.wait_for_call(Duration::from_secs(10)).unwrap();
+        (answer, rate)
+    });
+    let mut dial = Modem::open(shop.a()).unwrap();
+    assert_eq!(
+        dial.dial("5552000", Duration::from_secs(10)).unwrap(),
+        33_600
+    );
+    let (mut answer, rate) = answering.join().unwrap();
+    assert_eq!(rate, 33_600);
+
+    // 3,360 bytes take about a second at 33.6 kbit/s.
+    let data: Vec<u8> = (0..3360u32).map(|i| (i % 251) as u8).collect();
+    let start = Instant::now();
+    dial.port().write_all(&data).unwrap();
+    assert_eq!(read_n(&mut answer, data.len()), data);
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    answer.port().write_all(b"reply").unwrap();
+    assert_eq!(read_n(&mut dial, 5), b"reply");
+
+    // A third modem finds the line busy.
+    let other = SocatPair::start(dir.path(), "other").unwrap();
+    exchange.install("5553000", other.b()).unwrap();
+    let mut third = Modem::open(other.a()).unwrap();
+    assert!(matches!(
+        third.dial("5552000", Duration::from_secs(5)),
+        Err(ModemError::CallFailed(ref c)) if c == "BUSY"
+    ));
+
+    dial.hang_up().unwrap();
+    assert_eq!(read_n(&mut answer, 14), b"\r\nNO CARRIER\r\n");
+    assert!(!exchange.is_online("5552000"));
+    assert_eq!(exchange.stats().calls, 1);
+}
