@@ -7,6 +7,7 @@ pub mod handle;
 pub mod identity;
 pub mod keys;
 pub mod link;
+pub mod pos;
 pub mod sam;
 pub mod seal;
 pub mod status;

@@ -106,6 +106,8 @@ enum Command {
         #[arg(long, default_value = "cardmesh-data")]
         data: PathBuf,
     },
+    /// Point of sale: operator login, purchases, loads, card desk operations.
+    Pos(cardmesh_node::pos::cli::PosArgs),
 }
 
 #[derive(Subcommand)]
@@ -465,6 +467,7 @@ fn main() -> Result<()> {
                 anyhow::Ok(())
             })?;
         }
+        Command::Pos(args) => cardmesh_node::pos::cli::run(args, clock())?,
         Command::Check { data } => {
             let store = identity::open(&DataDir::new(&data), clock())?;
             store
