@@ -124,12 +124,20 @@ fn killing_the_node_at_any_step_of_a_purchase_or_load_loses_nothing() {
     run_ok(pos(&net, &["login", "admin-1", "--pin", "5555"]));
     run_ok(pos(
         &net,
-        &[&card[..], &["load", "--amount", "100", "--pin", CARD_PIN]].concat(),
+        &[
+            &["load", "--amount", "100", "--pin", CARD_PIN][..],
+            &card[..],
+        ]
+        .concat(),
     ));
     assert_ledger_equals_card(&net, &file, asn);
 
-    let purchase = [&card[..], &["purchase", "--item", "cola:2"]].concat();
-    let load = [&card[..], &["load", "--amount", "10", "--pin", CARD_PIN]].concat();
+    let purchase = [&["purchase", "--item", "cola:2"][..], &card[..]].concat();
+    let load = [
+        &["load", "--amount", "10", "--pin", CARD_PIN][..],
+        &card[..],
+    ]
+    .concat();
     let steps = [
         (&purchase, "purchase:begun", 0),
         (&purchase, "purchase:intent-logged", 0),
@@ -144,7 +152,7 @@ fn killing_the_node_at_any_step_of_a_purchase_or_load_loses_nothing() {
     for (args, step, delta) in steps {
         kill_at(pos(&net, args), step);
         // Presenting the card again settles whatever the kill left.
-        run_ok(pos(&net, &[&card[..], &["balance"]].concat()));
+        run_ok(pos(&net, &[&["balance"][..], &card[..]].concat()));
         expected += delta;
         assert_eq!(
             i64::from(VirtualCard::open(&file).unwrap().balance()),

@@ -45,7 +45,7 @@ fn purchase_load_grey_lock_and_lost_card_through_pcscd() {
     let mut card_reader = reader(CARD_READER_NAME);
     let mut psam_reader = reader(PSAM_READER_NAME);
     let chip = net.chip(&store, 30, true, [0x20, 0x31, 0x12, 0x31]);
-    let card = VpcdBridge::insert(chip, CARD_SLOT).unwrap();
+    let inserted = VpcdBridge::insert(chip, CARD_SLOT).unwrap();
     let psam = VpcdBridge::insert(
         VirtualPsam::new(CardTerminalId(terminal().0), purchase_key),
         PSAM_SLOT,
@@ -115,6 +115,6 @@ fn purchase_load_grey_lock_and_lost_card_through_pcscd() {
     );
     drop(purse);
     drop(sam);
-    card.remove();
+    inserted.remove();
     psam.remove();
 }
