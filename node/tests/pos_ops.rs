@@ -168,7 +168,7 @@ fn operators_must_log_in_hold_the_permission_and_are_audited() {
         Err(PosError::UnknownOperator(_))
     ));
     assert!(
-        matches!(pos.login(&"hq-admin".parse().unwrap(), "9999"), Ok(_)),
+        pos.login(&"hq-admin".parse().unwrap(), "9999").is_ok(),
         "an admin may log in anywhere"
     );
     login(&pos, "cash-1");
