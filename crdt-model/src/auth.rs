@@ -287,7 +287,7 @@ pub fn authorize(cert: &Certificate, body: &Body) -> Result<(), AuthError> {
         }
     };
     match body {
-        Body::Card(txn) => {
+        Body::Card(txn) | Body::Intent(txn) => {
             let issuing = matches!(
                 txn.kind,
                 TxnKind::Load
@@ -315,7 +315,7 @@ pub fn authorize(cert: &Certificate, body: &Body) -> Result<(), AuthError> {
                 deny()
             }
         }
-        Body::Operator(_) | Body::Alarm(_) => Ok(()),
+        Body::Operator(_) | Body::Alarm(_) | Body::IntentVoid(_) => Ok(()),
         Body::Enroll(_) | Body::Revoke(_) | Body::Settlement(_) => {
             if role == Role::Hq {
                 Ok(())

@@ -30,6 +30,11 @@ pub enum Body {
     Enroll(Certificate),
     Revoke(Revocation),
     Doc(DocChange),
+    /// A card transaction about to be sent to the card, logged durably first (MACs and
+    /// TAC still zero); the `Card` entry with the same card counter completes it.
+    Intent(CardTxn),
+    /// A logged intent the card shows was never executed.
+    IntentVoid(IntentVoid),
     /// HQ's record of one merchant's clearing run for one period: signed by being in
     /// HQ's feed, it is what makes a period impossible to settle twice.
     Settlement(crate::settlement::SettlementRecord),
@@ -48,6 +53,8 @@ impl Body {
             Body::Enroll(_) => "enrollment",
             Body::Revoke(_) => "revocation",
             Body::Doc(_) => "document change",
+            Body::Intent(_) => "transaction intent",
+            Body::IntentVoid(_) => "intent void",
             Body::Settlement(_) => "settlement",
         }
     }
@@ -103,7 +110,28 @@ pub enum TxnKind {
     },
 }
 
+/// Which of the card's counters a transaction consumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CounterSpace {
+    /// Loads and credits: the online counter.
+    Online,
+    /// Purchases and grey operations: the offline counter.
+    Offline,
+}
+
 impl TxnKind {
+    /// The card counter this kind consumes; `None` for desk operations that send no
+    /// money command to the card.
+    pub fn counter_space(&self) -> Option<CounterSpace> {
+        match self {
+            TxnKind::Load | TxnKind::Refund | TxnKind::Reversal => Some(CounterSpace::Online),
+            TxnKind::Purchase | TxnKind::GreyLock | TxnKind::DebitForUnlock => {
+                Some(CounterSpace::Offline)
+            }
+            TxnKind::Issue { .. } | TxnKind::Return { .. } | TxnKind::Replace { .. } => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             TxnKind::Purchase => "purchase",
@@ -117,6 +145,15 @@ impl TxnKind {
             TxnKind::Replace { .. } => "replace",
         }
     }
+}
+
+/// The resolution of an intent the card never executed: its counter was not consumed,
+/// or was consumed by another transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentVoid {
+    pub intent: EntryRef,
+    pub asn: CardAsn,
+    pub reason: String,
 }
 
 /// One line of a basket, priced when it was sold.
@@ -239,6 +276,9 @@ pub enum AlarmKind {
     BadTac,
     RiskLimit,
     GreyLockStale,
+    /// A logged intent the card could not settle with a proof: completed from the
+    /// card's log without its TAC, or left pending because the log moved past it.
+    TransactionUnsettled,
 }
 
 /// One automerge change to a named shared document.

@@ -198,7 +198,7 @@ impl Replica {
             }
             Body::Blacklist(b) => v.blacklist.apply(at, e.hlc, b),
             Body::CardRegistry(c) => v.cards.apply(c, Stamp { hlc: e.hlc, at }),
-            Body::Operator(_) | Body::Settlement(_) => {}
+            Body::Operator(_) | Body::Intent(_) | Body::IntentVoid(_) | Body::Settlement(_) => {}
             Body::Alarm(_) => {
                 v.alarms.insert(at);
             }

@@ -16,7 +16,7 @@ use crate::constants::{
 };
 use crate::crypto::{self, Key16, mac_eq};
 use crate::reader::{CardReader, ReaderError};
-use crate::sam::{Mac1Request, Sam, SamError};
+use crate::sam::{Mac1, Mac1Request, Sam, SamError};
 use crate::types::{Asn, BcdDateTime, Mac4, Pin, TerminalId};
 
 /// An e-purse operation failed.
@@ -310,6 +310,55 @@ impl PinUnblockKey {
     }
 }
 
+/// A purchase initialized on the card and not yet debited (see
+/// [`EPurse::purchase_begin`]).
+#[derive(Debug)]
+pub struct PurchaseStarted {
+    asn: Asn,
+    terminal: TerminalId,
+    amount: u32,
+    datetime: BcdDateTime,
+    balance: u32,
+    counter: u16,
+    mac1: Mac1,
+}
+
+impl PurchaseStarted {
+    /// The offline counter the debit will consume.
+    pub fn counter(&self) -> u16 {
+        self.counter
+    }
+
+    /// The balance before the debit, in fen.
+    pub fn balance(&self) -> u32 {
+        self.balance
+    }
+
+    /// The terminal the SAM signs as.
+    pub fn terminal(&self) -> TerminalId {
+        self.terminal
+    }
+
+    /// The terminal sequence and MAC1 the debit will carry.
+    pub fn mac1(&self) -> Mac1 {
+        self.mac1
+    }
+}
+
+/// A load initialized on the card, its MAC1 checked, not yet credited (see
+/// [`EPurse::load_begin`]). The receipt's TAC is still zero.
+#[derive(Debug)]
+pub struct LoadStarted {
+    receipt: LoadReceipt,
+}
+
+impl LoadStarted {
+    /// What the load will be, TAC aside.
+    pub fn receipt(&self) -> &LoadReceipt {
+        &self.receipt
+    }
+}
+
 /// Result of INITIALIZE FOR PURCHASE / GREY LOCK.
 struct OfflineInit {
     balance: u32,
@@ -437,6 +486,20 @@ impl<R: CardReader> EPurse<R> {
         amount: u32,
         datetime: BcdDateTime,
     ) -> Result<LoadReceipt, EpurseError> {
+        let started = self.load_begin(key, terminal, amount, datetime)?;
+        self.load_finish(started)
+    }
+
+    /// The first half of a load: INITIALIZE FOR LOAD and the check of the card's MAC1.
+    /// The card has not moved money yet; the caller logs the intent (with the online
+    /// counter) and then calls [`EPurse::load_finish`] with no other command between.
+    pub fn load_begin(
+        &mut self,
+        key: &LoadKey,
+        terminal: TerminalId,
+        amount: u32,
+        datetime: BcdDateTime,
+    ) -> Result<LoadStarted, EpurseError> {
         self.check_expiry(&datetime)?;
         let asn = self.info()?.asn;
         let mut data = vec![KEY_INDEX];
@@ -462,26 +525,36 @@ impl<R: CardReader> EPurse<R> {
             .checked_add(amount)
             .ok_or(EpurseError::BalanceLimit)?;
         let mac2 = crypto::load_mac2(&ses, amount, &terminal, &datetime);
-        let data = [&datetime.0[..], &mac2.0].concat();
+        Ok(LoadStarted {
+            receipt: LoadReceipt {
+                asn,
+                terminal,
+                online_counter,
+                amount,
+                balance_before,
+                balance_after,
+                datetime,
+                mac1,
+                mac2,
+                tac: Mac4([0; 4]),
+            },
+        })
+    }
+
+    /// The second half of a load: CREDIT FOR LOAD. On a card removal the error is
+    /// [`EpurseError::Interrupted`]: the card may have credited.
+    pub fn load_finish(&mut self, started: LoadStarted) -> Result<LoadReceipt, EpurseError> {
+        let mut receipt = started.receipt;
+        let data = [&receipt.datetime.0[..], &receipt.mac2.0].concat();
         let tac = self
             .call(
                 "CREDIT FOR LOAD",
                 &apdu::build(0x80, 0x52, 0x00, 0x00, &data, Some(4)),
                 4,
             )
-            .map_err(|e| interrupted(e, ProveKind::Load, online_counter))?;
-        Ok(LoadReceipt {
-            asn,
-            terminal,
-            online_counter,
-            amount,
-            balance_before,
-            balance_after,
-            datetime,
-            mac1,
-            mac2,
-            tac: Mac4([tac[0], tac[1], tac[2], tac[3]]),
-        })
+            .map_err(|e| interrupted(e, ProveKind::Load, receipt.online_counter))?;
+        receipt.tac = Mac4([tac[0], tac[1], tac[2], tac[3]]);
+        Ok(receipt)
     }
 
     fn offline_init(
@@ -506,6 +579,21 @@ impl<R: CardReader> EPurse<R> {
         amount: u32,
         datetime: BcdDateTime,
     ) -> Result<PurchaseReceipt, EpurseError> {
+        let started = self.purchase_begin(sam, amount, datetime)?;
+        self.purchase_finish(sam, started)
+    }
+
+    /// The first half of a purchase: INITIALIZE FOR PURCHASE, which tells the balance
+    /// and the offline counter the debit will use, and MAC1 from the SAM (which reserves
+    /// the terminal sequence). The card has not moved money yet;
+    /// the caller logs the intent and then calls [`EPurse::purchase_finish`] with no
+    /// other command to the card between.
+    pub fn purchase_begin<S: Sam>(
+        &mut self,
+        sam: &mut S,
+        amount: u32,
+        datetime: BcdDateTime,
+    ) -> Result<PurchaseStarted, EpurseError> {
         self.check_expiry(&datetime)?;
         let asn = self.info()?.asn;
         let terminal = sam.terminal_id()?;
@@ -538,6 +626,34 @@ impl<R: CardReader> EPurse<R> {
             alg_id: init.alg_id,
             asn,
         })?;
+        Ok(PurchaseStarted {
+            asn,
+            terminal,
+            amount,
+            datetime,
+            balance: init.balance,
+            counter: init.counter,
+            mac1,
+        })
+    }
+
+    /// The second half of a purchase: DEBIT FOR PURCHASE and the MAC2 check by the SAM
+    /// that made the MAC1. On a card removal the error is [`EpurseError::Interrupted`]: the card may
+    /// have debited.
+    pub fn purchase_finish<S: Sam>(
+        &mut self,
+        sam: &mut S,
+        started: PurchaseStarted,
+    ) -> Result<PurchaseReceipt, EpurseError> {
+        let PurchaseStarted {
+            asn,
+            terminal,
+            amount,
+            datetime,
+            balance,
+            counter,
+            mac1,
+        } = started;
         let mut data = mac1.term_seq.to_be_bytes().to_vec();
         data.extend_from_slice(&datetime.0);
         data.extend_from_slice(&mac1.mac1.0);
@@ -547,15 +663,15 @@ impl<R: CardReader> EPurse<R> {
                 &apdu::build(0x80, 0x54, 0x01, 0x00, &data, Some(8)),
                 8,
             )
-            .map_err(|e| interrupted(e, ProveKind::Offline, init.counter))?;
+            .map_err(|e| interrupted(e, ProveKind::Offline, counter))?;
         let receipt = PurchaseReceipt {
             asn,
             terminal,
             term_seq: mac1.term_seq,
-            offline_counter: init.counter,
+            offline_counter: counter,
             amount,
-            balance_before: init.balance,
-            balance_after: init.balance.saturating_sub(amount),
+            balance_before: balance,
+            balance_after: balance.saturating_sub(amount),
             datetime,
             mac1: mac1.mac1,
             tac: Mac4([d[0], d[1], d[2], d[3]]),
@@ -593,6 +709,18 @@ impl<R: CardReader> EPurse<R> {
         sam: &mut S,
         datetime: BcdDateTime,
     ) -> Result<GreyLockReceipt, EpurseError> {
+        let started = self.grey_lock_begin(sam, datetime)?;
+        self.grey_lock_finish(sam, started)
+    }
+
+    /// The first half of a grey lock: INITIALIZE FOR GREY LOCK and MAC1. The returned
+    /// receipt has the counter, balance and terminal sequence; MAC2 and GTAC are zero
+    /// until [`EPurse::grey_lock_finish`].
+    pub fn grey_lock_begin<S: Sam>(
+        &mut self,
+        sam: &mut S,
+        datetime: BcdDateTime,
+    ) -> Result<GreyLockReceipt, EpurseError> {
         self.check_expiry(&datetime)?;
         let asn = self.info()?.asn;
         let terminal = sam.terminal_id()?;
@@ -617,19 +745,7 @@ impl<R: CardReader> EPurse<R> {
             alg_id: init.alg_id,
             asn,
         })?;
-        let mut data = mac1.term_seq.to_be_bytes().to_vec();
-        // The terminal random of the published layout; cardmesh's MACs do not use it.
-        data.extend_from_slice(&[0; 4]);
-        data.extend_from_slice(&datetime.0);
-        data.extend_from_slice(&mac1.mac1.0);
-        let d = self
-            .call(
-                "GREY LOCK",
-                &apdu::build(0xE0, 0x7C, 0x08, 0x00, &data, Some(8)),
-                8,
-            )
-            .map_err(|e| interrupted(e, ProveKind::Offline, init.counter))?;
-        let receipt = GreyLockReceipt {
+        Ok(GreyLockReceipt {
             asn,
             terminal,
             term_seq: mac1.term_seq,
@@ -637,9 +753,32 @@ impl<R: CardReader> EPurse<R> {
             balance: init.balance,
             datetime,
             mac1: mac1.mac1,
-            gtac: Mac4([d[0], d[1], d[2], d[3]]),
-            mac2: Mac4([d[4], d[5], d[6], d[7]]),
-        };
+            gtac: Mac4([0; 4]),
+            mac2: Mac4([0; 4]),
+        })
+    }
+
+    /// The second half of a grey lock: the GREY LOCK command and the MAC2 check.
+    pub fn grey_lock_finish<S: Sam>(
+        &mut self,
+        sam: &mut S,
+        started: GreyLockReceipt,
+    ) -> Result<GreyLockReceipt, EpurseError> {
+        let mut receipt = started;
+        let mut data = receipt.term_seq.to_be_bytes().to_vec();
+        // The terminal random of the published layout; cardmesh's MACs do not use it.
+        data.extend_from_slice(&[0; 4]);
+        data.extend_from_slice(&receipt.datetime.0);
+        data.extend_from_slice(&receipt.mac1.0);
+        let d = self
+            .call(
+                "GREY LOCK",
+                &apdu::build(0xE0, 0x7C, 0x08, 0x00, &data, Some(8)),
+                8,
+            )
+            .map_err(|e| interrupted(e, ProveKind::Offline, receipt.offline_counter))?;
+        receipt.gtac = Mac4([d[0], d[1], d[2], d[3]]);
+        receipt.mac2 = Mac4([d[4], d[5], d[6], d[7]]);
         match sam.check_mac2(receipt.mac2) {
             Ok(()) => Ok(receipt),
             Err(SamError::Mac2Invalid) => Err(EpurseError::CardMacInvalid),
@@ -676,6 +815,18 @@ impl<R: CardReader> EPurse<R> {
         amount: u32,
         datetime: BcdDateTime,
     ) -> Result<UnlockReceipt, EpurseError> {
+        let started = self.unlock_begin(sam, amount, datetime)?;
+        self.unlock_finish(started)
+    }
+
+    /// The first half of a debit for unlock: reads the lock and the balance and has the
+    /// SAM compute the GMAC. The receipt's TAC is zero until [`EPurse::unlock_finish`].
+    pub fn unlock_begin<S: Sam>(
+        &mut self,
+        sam: &mut S,
+        amount: u32,
+        datetime: BcdDateTime,
+    ) -> Result<UnlockReceipt, EpurseError> {
         let asn = self.info()?.asn;
         let status = self.grey_status()?;
         let lock = match (status.locked, status.last_lock) {
@@ -704,12 +855,30 @@ impl<R: CardReader> EPurse<R> {
             alg_id: ALG_ID_3DES,
             asn,
         })?;
-        let mut data = amount.to_be_bytes().to_vec();
-        data.extend_from_slice(&counter.to_be_bytes());
-        data.extend_from_slice(&terminal.0);
-        data.extend_from_slice(&gmac.term_seq.to_be_bytes());
-        data.extend_from_slice(&datetime.0);
-        data.extend_from_slice(&gmac.mac1.0);
+        Ok(UnlockReceipt {
+            asn,
+            terminal,
+            term_seq: gmac.term_seq,
+            offline_counter: counter,
+            amount,
+            balance_before,
+            balance_after: balance_before - amount,
+            datetime,
+            gmac: gmac.mac1,
+            tac: Mac4([0; 4]),
+        })
+    }
+
+    /// The second half of a debit for unlock: the DEBIT FOR UNLOCK command.
+    pub fn unlock_finish(&mut self, started: UnlockReceipt) -> Result<UnlockReceipt, EpurseError> {
+        let mut r = started;
+        let mut data = r.amount.to_be_bytes().to_vec();
+        data.extend_from_slice(&r.offline_counter.to_be_bytes());
+        data.extend_from_slice(&r.terminal.0);
+        data.extend_from_slice(&r.term_seq.to_be_bytes());
+        data.extend_from_slice(&r.datetime.0);
+        data.extend_from_slice(&r.gmac.0);
+        let counter = r.offline_counter;
         let d = self
             .call(
                 "DEBIT FOR UNLOCK",
@@ -723,18 +892,8 @@ impl<R: CardReader> EPurse<R> {
                 } => EpurseError::NotGreyLocked,
                 e => interrupted(e, ProveKind::Offline, counter),
             })?;
-        Ok(UnlockReceipt {
-            asn,
-            terminal,
-            term_seq: gmac.term_seq,
-            offline_counter: counter,
-            amount,
-            balance_before,
-            balance_after: balance_before - amount,
-            datetime,
-            gmac: gmac.mac1,
-            tac: Mac4([d[0], d[1], d[2], d[3]]),
-        })
+        r.tac = Mac4([d[0], d[1], d[2], d[3]]);
+        Ok(r)
     }
 
     /// Asks the card for the MAC and TAC of its last transaction on a counter, to

@@ -9,6 +9,7 @@ pub mod hq;
 pub mod identity;
 pub mod keys;
 pub mod link;
+pub mod pos;
 pub mod sam;
 pub mod seal;
 pub mod status;

@@ -123,6 +123,8 @@ enum Command {
         #[command(subcommand)]
         command: cardmesh_node::hq::cli::SettleCommand,
     },
+    /// Point of sale: operator login, purchases, loads, card desk operations.
+    Pos(cardmesh_node::pos::cli::PosArgs),
 }
 
 #[derive(Subcommand)]
@@ -499,6 +501,7 @@ fn main() -> Result<()> {
                     .context("running the console")?;
             }
         }
+        Command::Pos(args) => cardmesh_node::pos::cli::run(args, clock())?,
         Command::Check { data } => {
             let store = identity::open(&DataDir::new(&data), clock())?;
             store

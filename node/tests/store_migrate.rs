@@ -102,3 +102,45 @@ fn a_file_that_is_not_a_store_is_reported_not_misread() {
         .unwrap();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
 }
+
+/// Added in v3: the card-counter index and the intent tables.
+const CARD_COUNTERS: TableDefinition<&[u8; 11], &[u8; 40]> = TableDefinition::new("card_counters");
+const INTENTS: TableDefinition<&[u8; 40], u8> = TableDefinition::new("intents");
+const PENDING_INTENTS: TableDefinition<&[u8; 51], ()> = TableDefinition::new("pending_intents");
+
+#[test]
+fn a_v2_store_gets_its_card_counters_indexed_on_open() {
+    use cardmesh_model::body::CounterSpace;
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let path = dir.path().join("node1.redb");
+    let store = net.store(dir.path(), 1);
+    let sale = store
+        .append_local(purchase(net.site_of(1), asn(1), 7, 500))
+        .unwrap();
+    drop(store);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_write().unwrap();
+    assert!(txn.delete_table(CARD_COUNTERS).unwrap());
+    assert!(txn.delete_table(INTENTS).unwrap());
+    assert!(txn.delete_table(PENDING_INTENTS).unwrap());
+    txn.commit().unwrap();
+    drop(db);
+    set_schema(&path, 2);
+
+    let store = Store::open(&path, net.keys[1].clone(), TestClock::new(0)).unwrap();
+    assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION);
+    let found = store
+        .counter_entry(&asn(1), CounterSpace::Offline, 7)
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.entry_ref(), sale.entry_ref());
+    assert!(
+        store
+            .counter_entry(&asn(1), CounterSpace::Offline, 8)
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.pending_intents(&asn(1)).unwrap().is_empty());
+    store.verify_views().unwrap();
+}

@@ -2,7 +2,7 @@
 //! the limits every node enforces. Node membership itself travels as certificates.
 
 use super::{as_i64, as_str, scalars};
-use crate::ids::{MerchantId, OperatorId, SiteId, TerminalId};
+use crate::ids::{CardAsn, MerchantId, OperatorId, SiteId, TerminalId};
 use crate::money::Money;
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, AutomergeError, ROOT};
@@ -53,6 +53,10 @@ pub struct NetworkRegistry {
     pub terminals: BTreeMap<TerminalId, SiteId>,
     pub operators: BTreeMap<OperatorId, OperatorInfo>,
     pub limits: Limits,
+    /// Operator PIN verifiers (a keyed hash, never the PIN), for login by id + PIN.
+    pub operator_pins: BTreeMap<OperatorId, String>,
+    /// Operator cards: card number -> operator, for login by card.
+    pub operator_cards: BTreeMap<CardAsn, OperatorId>,
 }
 
 pub fn set_site(doc: &mut AutoCommit, id: &SiteId, s: &SiteInfo) -> Result<(), AutomergeError> {
@@ -83,6 +87,24 @@ pub fn set_operator(
     doc.put(ROOT, format!("operator/{id}/role"), o.role.as_str())?;
     doc.put(ROOT, format!("operator/{id}/site"), o.site.as_str())?;
     Ok(())
+}
+
+/// Sets the verifier an operator's PIN must match (computed by the node, see its POS).
+pub fn set_operator_pin(
+    doc: &mut AutoCommit,
+    id: &OperatorId,
+    verifier: &str,
+) -> Result<(), AutomergeError> {
+    doc.put(ROOT, format!("operator/{id}/pin"), verifier)
+}
+
+/// Gives an operator an operator card.
+pub fn set_operator_card(
+    doc: &mut AutoCommit,
+    id: &OperatorId,
+    card: &CardAsn,
+) -> Result<(), AutomergeError> {
+    doc.put(ROOT, format!("operator/{id}/card"), card.to_string())
 }
 
 pub fn set_limits(doc: &mut AutoCommit, l: &Limits) -> Result<(), AutomergeError> {
@@ -133,11 +155,21 @@ pub fn read(doc: &AutoCommit) -> NetworkRegistry {
                 let Ok(id) = id.parse::<OperatorId>() else {
                     continue;
                 };
-                let e = ops.entry(id).or_default();
+                let e = ops.entry(id.clone()).or_default();
                 match *field {
                     "name" => e.0 = text.map(str::to_string),
                     "role" => e.1 = text.map(str::to_string),
                     "site" => e.2 = text.and_then(|t| t.parse().ok()),
+                    "pin" => {
+                        if let Some(t) = text {
+                            r.operator_pins.insert(id, t.to_string());
+                        }
+                    }
+                    "card" => {
+                        if let Some(Ok(card)) = text.map(str::parse::<CardAsn>) {
+                            r.operator_cards.insert(card, id);
+                        }
+                    }
                     _ => {}
                 }
             }

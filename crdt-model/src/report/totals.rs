@@ -115,6 +115,7 @@ pub fn alarm_name(kind: &AlarmKind) -> &'static str {
         AlarmKind::BadTac => "bad_tac",
         AlarmKind::RiskLimit => "risk_limit",
         AlarmKind::GreyLockStale => "grey_lock_stale",
+        AlarmKind::TransactionUnsettled => "transaction_unsettled",
     }
 }
 

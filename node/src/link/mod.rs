@@ -9,8 +9,8 @@ pub mod drive;
 pub mod frame;
 pub mod iroh;
 pub mod schedule;
-pub mod service;
 pub mod serial;
+pub mod service;
 
 use crate::store::{Store, StoreError};
 use cardmesh_model::replica::IngestReport;

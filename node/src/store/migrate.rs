@@ -8,15 +8,17 @@
 use super::error::StoreError;
 use super::reports::ReportTables;
 use super::schema::{
-    self, BLACKLIST, BLOCKED, CERTS, DOC_CHANGES, DOCS, FEEDS, META, META_SCHEMA, SCHEMA_VERSION,
+    self, BLACKLIST, BLOCKED, CARD_COUNTERS, CERTS, DOC_CHANGES, DOCS, FEEDS, INTENTS, META,
+    META_SCHEMA, PENDING_INTENTS, SCHEMA_VERSION,
 };
 use cardmesh_model::blacklist::CardBlocks;
+use cardmesh_model::body::Body;
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes a file from schema version `i + 1` to `i + 2`.
-const MIGRATIONS: [Migration; (SCHEMA_VERSION - 1) as usize] = [v1_to_v2, v2_to_v3];
+const MIGRATIONS: [Migration; (SCHEMA_VERSION - 1) as usize] = [v1_to_v2, v2_to_v3, v3_to_v4];
 
 /// Brings the file to the current schema; returns the version it was found at.
 pub fn run(db: &Database) -> Result<u32, StoreError> {
@@ -81,10 +83,32 @@ fn v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// v3 adds the report views (rows, totals, freshness, card histories, anomalies, grey
+/// v3 adds the card-counter index and the intent tables. A v2 file holds no intents, but
+/// its card transactions must be indexed by counter.
+fn v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let feeds = txn.open_table(FEEDS)?;
+    let mut counters = txn.open_table(CARD_COUNTERS)?;
+    for row in feeds.iter()? {
+        let (key, bytes) = row?;
+        let entry = schema::decode_entry(bytes.value())?;
+        if let Body::Card(t) = &entry.body
+            && let Some(space) = t.kind.counter_space()
+        {
+            let k = schema::counter_key(&t.asn, space, t.card_counter);
+            if counters.get(&k)?.is_none() {
+                counters.insert(&k, key.value())?;
+            }
+        }
+    }
+    txn.open_table(INTENTS)?;
+    txn.open_table(PENDING_INTENTS)?;
+    Ok(())
+}
+
+/// v4 adds the report views (rows, totals, freshness, card histories, anomalies, grey
 /// locks, settlements): every entry already held is folded into them, received "when it
 /// was written" (its HLC), since the real arrival times were never recorded.
-fn v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
+fn v3_to_v4(txn: &WriteTransaction) -> Result<(), StoreError> {
     let feeds = txn.open_table(FEEDS)?;
     let certs = txn.open_table(CERTS)?;
     let docs = txn.open_table(DOCS)?;

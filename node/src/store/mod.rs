@@ -35,7 +35,7 @@ pub use schema::SCHEMA_VERSION;
 
 use automerge::{AutoCommit, AutomergeError};
 use cardmesh_model::blacklist::CardBlocks;
-use cardmesh_model::body::{Body, DocChange, EntryRef};
+use cardmesh_model::body::{Body, CounterSpace, DocChange, EntryRef};
 use cardmesh_model::docs::DocName;
 use cardmesh_model::registry::CardRecord;
 use cardmesh_model::replica::IngestReport;
@@ -418,6 +418,18 @@ impl Store {
         self.indexed(LEDGER_BY_CARD, &lo, &hi)
     }
 
+    /// A card's transactions since an HLC instant (unix ms), in HLC order: a day's
+    /// worth without reading the card's whole history.
+    pub fn card_history_since(
+        &self,
+        asn: &CardAsn,
+        since_ms: u64,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let (mut lo, hi) = card_range(asn);
+        lo[8..16].copy_from_slice(&since_ms.to_be_bytes());
+        self.indexed(LEDGER_BY_CARD, &lo, &hi)
+    }
+
     /// A site's card transactions of one business day, in HLC order.
     pub fn day_ledger(&self, site: &SiteId, day: BusinessDay) -> Result<Vec<Entry>, StoreError> {
         let (lo, hi) = site_day_range(site, day);
@@ -453,6 +465,43 @@ impl Store {
             out.push(decode_entry(bytes.value())?);
         }
         Ok(out)
+    }
+
+    /// The intents logged for a card and not yet resolved, oldest counter first: what
+    /// must be settled with the card the next time it is presented.
+    pub fn pending_intents(&self, asn: &CardAsn) -> Result<Vec<Entry>, StoreError> {
+        let txn = self.read()?;
+        let pending = txn.open_table(PENDING_INTENTS)?;
+        let feeds = txn.open_table(FEEDS)?;
+        let (lo, hi) = pending_range(&asn.0);
+        let mut out = Vec::new();
+        for row in pending.range::<&[u8; 51]>(&lo..=&hi)? {
+            let at = index_tail(row?.0.value());
+            let bytes = feeds.get(&entry_key(&at.origin, at.seq))?.ok_or_else(|| {
+                StoreError::corrupt(format!("a pending intent names a missing entry {at:?}"))
+            })?;
+            out.push(decode_entry(bytes.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The card transaction logged with one card counter, if any.
+    pub fn counter_entry(
+        &self,
+        asn: &CardAsn,
+        space: CounterSpace,
+        counter: u16,
+    ) -> Result<Option<Entry>, StoreError> {
+        let txn = self.read()?;
+        let counters = txn.open_table(CARD_COUNTERS)?;
+        let Some(at) = counters.get(&counter_key(asn, space, counter))? else {
+            return Ok(None);
+        };
+        let feeds = txn.open_table(FEEDS)?;
+        let bytes = feeds
+            .get(at.value())?
+            .ok_or_else(|| StoreError::corrupt("a card counter names a missing entry"))?;
+        decode_entry(bytes.value()).map(Some)
     }
 
     /// Alarm entries, oldest origin and sequence first, at most `limit`.

@@ -7,7 +7,7 @@
 //! (`Kind::View`), so a damaged value is reported, never misread.
 
 use super::error::StoreError;
-use cardmesh_model::body::EntryRef;
+use cardmesh_model::body::{CounterSpace, EntryRef};
 use cardmesh_model::codec::{self, Kind};
 use cardmesh_model::{BusinessDay, CardAsn, FeedHead, Hash, Hlc, NodeId, SiteId, TerminalId};
 use redb::TableDefinition;
@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The schema this build writes. Older files are migrated on open (see `migrate`).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Identity and bookkeeping: schema version, this node's id, its certificate and HQ's,
 /// the last HLC issued.
@@ -60,6 +60,18 @@ pub const DOCS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("docs");
 pub const DOC_CHANGES: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("doc_changes");
 /// terminal -> the last sequence number reserved for it.
 pub const TERM_SEQ: TableDefinition<&[u8; 6], u32> = TableDefinition::new("terminal_seq");
+/// (card, counter space, counter) -> (origin, seq) of the first card transaction logged
+/// with that counter. Since schema v3: one card counter is one transaction.
+pub const CARD_COUNTERS: TableDefinition<&[u8; 11], &[u8; 40]> =
+    TableDefinition::new("card_counters");
+/// (origin, seq) of an intent -> its state (`INTENT_*`). Since schema v3.
+pub const INTENTS: TableDefinition<&[u8; 40], u8> = TableDefinition::new("intents");
+pub const INTENT_PENDING: u8 = 0;
+pub const INTENT_DONE: u8 = 1;
+pub const INTENT_VOID: u8 = 2;
+/// (card, counter space, counter, origin, seq) -> (): intents not yet resolved, found by
+/// card when it is presented. Since schema v3.
+pub const PENDING_INTENTS: TableDefinition<&[u8; 51], ()> = TableDefinition::new("pending_intents");
 /// Free-form node settings.
 pub const CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("config");
 /// (dimension, business day, name) -> `report::Totals`: the report rows, kept current
@@ -108,6 +120,9 @@ pub fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(RAISED)?;
     txn.open_table(GREY_OPEN)?;
     txn.open_table(SETTLEMENTS)?;
+    txn.open_table(CARD_COUNTERS)?;
+    txn.open_table(INTENTS)?;
+    txn.open_table(PENDING_INTENTS)?;
     Ok(())
 }
 
@@ -211,6 +226,35 @@ fn prefix_range<const N: usize>(prefix: &[u8]) -> ([u8; N], [u8; N]) {
     debug_assert_eq!(prefix.len() + TAIL, N);
     let mut lo = [0; N];
     let mut hi = [0xff; N];
+    lo[..prefix.len()].copy_from_slice(prefix);
+    hi[..prefix.len()].copy_from_slice(prefix);
+    (lo, hi)
+}
+
+/// The key of one card counter.
+pub fn counter_key(asn: &CardAsn, space: CounterSpace, counter: u16) -> [u8; 11] {
+    let mut k = [0; 11];
+    k[..8].copy_from_slice(&asn.0);
+    k[8] = match space {
+        CounterSpace::Online => 0,
+        CounterSpace::Offline => 1,
+    };
+    k[9..].copy_from_slice(&counter.to_be_bytes());
+    k
+}
+
+/// The pending-intent key of an intent, and the range of one card's pending intents (or
+/// of one counter's, given `counter`).
+pub fn pending_key(counter: &[u8; 11], at: &EntryRef) -> [u8; 51] {
+    let mut k = [0; 51];
+    k[..11].copy_from_slice(counter);
+    k[11..].copy_from_slice(&entry_key(&at.origin, at.seq));
+    k
+}
+
+pub fn pending_range(prefix: &[u8]) -> ([u8; 51], [u8; 51]) {
+    let mut lo = [0; 51];
+    let mut hi = [0xff; 51];
     lo[..prefix.len()].copy_from_slice(prefix);
     hi[..prefix.len()].copy_from_slice(prefix);
     (lo, hi)

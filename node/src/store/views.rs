@@ -7,7 +7,7 @@ use super::error::StoreError;
 use super::reports::ReportTables;
 use super::schema::{self, *};
 use cardmesh_model::blacklist::CardBlocks;
-use cardmesh_model::body::Body;
+use cardmesh_model::body::{Body, EntryRef};
 use cardmesh_model::registry::{CardRecord, Stamp};
 use cardmesh_model::{Entry, FeedHead, Membership, NodeId};
 use redb::{ReadableTable, Table, WriteTransaction};
@@ -32,6 +32,9 @@ pub struct Tables<'t> {
     pub term_seq: Table<'t, &'static [u8; 6], u32>,
     pub config: Table<'t, &'static str, &'static [u8]>,
     pub reports: ReportTables<'t>,
+    pub card_counters: Table<'t, &'static [u8; 11], &'static [u8; 40]>,
+    pub intents: Table<'t, &'static [u8; 40], u8>,
+    pub pending_intents: Table<'t, &'static [u8; 51], ()>,
 }
 
 impl<'t> Tables<'t> {
@@ -55,6 +58,9 @@ impl<'t> Tables<'t> {
             term_seq: txn.open_table(TERM_SEQ)?,
             config: txn.open_table(CONFIG)?,
             reports: ReportTables::open(txn)?,
+            card_counters: txn.open_table(CARD_COUNTERS)?,
+            intents: txn.open_table(INTENTS)?,
+            pending_intents: txn.open_table(PENDING_INTENTS)?,
         })
     }
 
@@ -63,6 +69,27 @@ impl<'t> Tables<'t> {
             .heads
             .get(&origin.0)?
             .map_or(FeedHead::EMPTY, |v| schema::parse_head(v.value())))
+    }
+
+    /// A card transaction consumed `counter`: it is the counter's entry unless one came
+    /// first, and every intent waiting on that counter is resolved by it.
+    fn fold_counter(&mut self, counter: &[u8; 11], at: &EntryRef) -> Result<(), StoreError> {
+        if self.card_counters.get(counter)?.is_none() {
+            self.card_counters
+                .insert(counter, &schema::entry_key(&at.origin, at.seq))?;
+        }
+        let (lo, hi) = schema::pending_range(counter);
+        let waiting: Vec<[u8; 51]> = self
+            .pending_intents
+            .range::<&[u8; 51]>(&lo..=&hi)?
+            .map(|row| row.map(|(k, _)| *k.value()))
+            .collect::<Result<_, _>>()?;
+        for k in waiting {
+            self.pending_intents.remove(&k)?;
+            let intent: [u8; 40] = k[11..].try_into().expect("40-byte entry key");
+            self.intents.insert(&intent, INTENT_DONE)?;
+        }
+        Ok(())
     }
 
     /// Folds one accepted entry into the views, as `Replica::fold` does, and into the
@@ -102,6 +129,44 @@ impl<'t> Tables<'t> {
                     &schema::terminal_day_key(&t.terminal, t.business_day, e.hlc, &at),
                     (),
                 )?;
+                if let Some(space) = t.kind.counter_space() {
+                    self.fold_counter(&schema::counter_key(&t.asn, space, t.card_counter), &at)?;
+                }
+            }
+            Body::Intent(t) => {
+                let key = schema::entry_key(&at.origin, at.seq);
+                let counter = t
+                    .kind
+                    .counter_space()
+                    .map(|space| schema::counter_key(&t.asn, space, t.card_counter));
+                let resolved = self.intents.get(&key)?.is_some()
+                    || match &counter {
+                        Some(c) => self.card_counters.get(c)?.is_some(),
+                        None => true,
+                    };
+                if resolved {
+                    if self.intents.get(&key)?.is_none() {
+                        self.intents.insert(&key, INTENT_DONE)?;
+                    }
+                } else if let Some(c) = counter {
+                    self.intents.insert(&key, INTENT_PENDING)?;
+                    self.pending_intents
+                        .insert(&schema::pending_key(&c, &at), ())?;
+                }
+            }
+            Body::IntentVoid(v) => {
+                let key = schema::entry_key(&v.intent.origin, v.intent.seq);
+                self.intents.insert(&key, INTENT_VOID)?;
+                let (lo, hi) = schema::pending_range(&v.asn.0);
+                let stale: Vec<[u8; 51]> = self
+                    .pending_intents
+                    .range::<&[u8; 51]>(&lo..=&hi)?
+                    .map(|row| row.map(|(k, _)| *k.value()))
+                    .filter(|k| k.as_ref().map_or(true, |k| k[11..] == key))
+                    .collect::<Result<_, _>>()?;
+                for k in stale {
+                    self.pending_intents.remove(&k)?;
+                }
             }
             Body::Blacklist(event) => {
                 let asn = event.asn();

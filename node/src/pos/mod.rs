@@ -1,0 +1,21 @@
+//! The point of sale: every card operation of a cashier and a card desk, offline, on
+//! one node. The decisions are pure functions ([`operators`], [`risk`], [`resolve`]);
+//! [`terminal`] orchestrates card, SAM and store around them, [`cli`] is
+//! `cardmesh pos`.
+//!
+//! Atomicity between card and node: before a money command goes to the card the
+//! transaction is logged durably as an intent (`Body::Intent`, with the card counter it
+//! will consume); after the card answers it is logged with its TAC (`Body::Card`). If
+//! the node dies or the card is pulled in between, the next presentation of the card
+//! settles the intent from the card's proof and log ([`resolve::decide`]): it is either
+//! completed or voided. One card counter is one ledger entry (the store's counter index).
+
+pub mod cli;
+pub mod operators;
+pub mod resolve;
+pub mod risk;
+pub mod steps;
+pub mod terminal;
+
+pub use operators::{Operation, OperatorRole, Session};
+pub use terminal::{BasketLine, Pos, PosError, Receipt, Settled};

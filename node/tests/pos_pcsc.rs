@@ -1,0 +1,120 @@
+//! The POS through real pcscd: the card and a PSAM are virtual chips in the two vpcd
+//! slots, reached through PC/SC like physical readers. Load, purchase signed by the
+//! PSAM, grey lock and unlock, and a card reported lost that is refused and blocked.
+
+mod pos_support;
+
+use cardmesh_drivers::epurse::{EPurse, EpurseError};
+use cardmesh_drivers::psam::VirtualPsam;
+use cardmesh_drivers::reader::CardReader;
+use cardmesh_drivers::reader::pcsc::PcscReader;
+use cardmesh_drivers::sam::PsamClient;
+use cardmesh_drivers::types::{Pin, TerminalId as CardTerminalId};
+use cardmesh_drivers::vpcd::{
+    CARD_READER_NAME, CARD_SLOT, PSAM_READER_NAME, PSAM_SLOT, VpcdBridge, VpcdSlots,
+};
+use cardmesh_model::body::{Body, TxnKind};
+use cardmesh_model::{CardAsn, Quantity};
+use cardmesh_node::keys;
+use cardmesh_node::pos::{BasketLine, Pos, PosError};
+use pos_support::*;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn reader(name: &str) -> PcscReader {
+    let mut r = PcscReader::open(name).unwrap();
+    r.wait_for_removal(WAIT).unwrap();
+    r
+}
+
+#[test]
+fn purchase_load_grey_lock_and_lost_card_through_pcscd() {
+    let Some(_slots) = VpcdSlots::for_test() else {
+        return;
+    };
+    let net = Net::create();
+    let store = net.desk();
+    let pos = Pos::open(&store, &net.desk_key(), terminal(), clock()).unwrap();
+    pos.login(&"admin-1".parse().unwrap(), "5555").unwrap();
+    let purchase_key = keys::held(&store, &net.desk_key())
+        .unwrap()
+        .purchase()
+        .unwrap();
+
+    let mut card_reader = reader(CARD_READER_NAME);
+    let mut psam_reader = reader(PSAM_READER_NAME);
+    let chip = net.chip(&store, 30, true, [0x20, 0x31, 0x12, 0x31]);
+    let inserted = VpcdBridge::insert(chip, CARD_SLOT).unwrap();
+    let psam = VpcdBridge::insert(
+        VirtualPsam::new(CardTerminalId(terminal().0), purchase_key),
+        PSAM_SLOT,
+    )
+    .unwrap();
+    card_reader.wait_for_card(WAIT).unwrap();
+    psam_reader.wait_for_card(WAIT).unwrap();
+    let mut purse = EPurse::new(card_reader);
+    let mut sam = PsamClient::new(psam_reader);
+
+    pos.load(
+        &mut purse,
+        "200".parse().unwrap(),
+        &Pin::parse(CARD_PIN).unwrap(),
+    )
+    .unwrap();
+    let basket = [BasketLine {
+        product: "ticket".parse().unwrap(),
+        quantity: Quantity::pieces(2),
+    }];
+    let sale = pos.purchase(&mut purse, &mut sam, &basket, None).unwrap();
+    assert_eq!(sale.txn.balance_after.fen(), 20_000 - 9_000);
+    assert_eq!(purse.balance().unwrap(), 11_000);
+
+    let lock = pos.grey_lock(&mut purse, &mut sam).unwrap();
+    assert_eq!(lock.txn.kind, TxnKind::GreyLock);
+    let refused = pos
+        .purchase(&mut purse, &mut sam, &basket, None)
+        .unwrap_err();
+    assert!(
+        matches!(refused, PosError::Card(EpurseError::GreyLocked { .. })),
+        "{refused}"
+    );
+    let fuel = pos
+        .unlock(&mut purse, &mut sam, Some("45.67".parse().unwrap()))
+        .unwrap();
+    assert_eq!(fuel.txn.refers_to, Some(lock.entry));
+    assert_eq!(purse.balance().unwrap(), 11_000 - 4_567);
+
+    let asn = CardAsn(card(30).0);
+    pos.report_lost(asn).unwrap();
+    let err = pos
+        .purchase(&mut purse, &mut sam, &basket, None)
+        .unwrap_err();
+    assert!(matches!(err, PosError::Blacklisted(_)), "{err}");
+    assert!(matches!(
+        purse.select(),
+        Err(EpurseError::ApplicationBlocked { .. })
+    ));
+    let kinds: Vec<TxnKind> = store
+        .card_history(&asn)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.body {
+            Body::Card(t) => Some(t.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            TxnKind::Load,
+            TxnKind::Purchase,
+            TxnKind::GreyLock,
+            TxnKind::DebitForUnlock
+        ]
+    );
+    drop(purse);
+    drop(sam);
+    inserted.remove();
+    psam.remove();
+}
