@@ -3,6 +3,7 @@
 //! certificate -> join files a real site uses, plus sticks that are plain folders. A test
 //! decides which links exist when, so partitions are just sessions not run.
 
+use cardmesh_drivers::modem::pty::SocatPair;
 use cardmesh_model::body::{BlacklistEvent, BlockReason, Body};
 use cardmesh_model::docs::{DocName, pricebook};
 use cardmesh_model::{CardAsn, Entry, Money, Role, VersionVector};
@@ -10,15 +11,18 @@ use cardmesh_node::identity::{self, DataDir, NetworkKey};
 use cardmesh_node::link::NodeSync;
 use cardmesh_node::link::drive::{LinkError, SessionOutcome};
 use cardmesh_node::link::iroh::IrohLink;
+use cardmesh_node::link::serial::call::{self, CallError, CallOutcome};
 use cardmesh_node::store::{Clock, Store, SystemClock};
 use cardmesh_node::usb::{self, StickReport};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct MeshNode {
     pub name: String,
     pub dir: DataDir,
     pub store: Store,
+    sync: NodeSync,
     network_key: NetworkKey,
     link: IrohLink,
 }
@@ -70,9 +74,10 @@ impl Mesh {
             .map(|(name, dir, store)| {
                 let key = identity::load_key(&dir).expect("node key");
                 let network_key = identity::load_network_key(&dir).expect("network key");
+                let sync = NodeSync::new(store.clone(), key);
                 let link = runtime
                     .block_on(IrohLink::bind(
-                        NodeSync::new(store.clone(), key),
+                        sync.clone(),
                         "127.0.0.1:0".parse().expect("address"),
                         clock(),
                     ))
@@ -81,6 +86,7 @@ impl Mesh {
                     name,
                     dir,
                     store,
+                    sync,
                     network_key,
                     link,
                 }
@@ -107,6 +113,33 @@ impl Mesh {
         let addr = self.nodes[b].link.local_addrs()[0];
         self.runtime
             .block_on(self.nodes[a].link.sync_with(peer, addr))
+    }
+
+    /// One sync session over a null-modem cable (a socat pty pair at 115,200 baud),
+    /// iroh QUIC on the serial line: `a` dials, `b` answers.
+    pub fn cable(&self, a: usize, b: usize) -> Result<CallOutcome, CallError> {
+        const BAUD: u32 = 115_200;
+        let pair = SocatPair::start(self.root.path(), &format!("cable-{a}-{b}"))
+            .expect("socat pty pair (tests/system-packages installs socat)");
+        let open = |p: &str| {
+            serialport::new(p, BAUD)
+                .timeout(Duration::from_millis(20))
+                .open()
+                .expect("pty opens")
+        };
+        let (a_port, b_port) = (open(pair.a()), open(pair.b()));
+        let (dialer, answerer) = (self.nodes[a].sync.clone(), self.nodes[b].sync.clone());
+        let expected = answerer.store().node_id();
+        self.runtime.block_on(async move {
+            let served =
+                tokio::spawn(
+                    async move { call::serve_line(&answerer, b_port, BAUD, clock()).await },
+                );
+            let outcome =
+                call::sync_over_line(&dialer, a_port, BAUD, Some(expected), clock().as_ref()).await;
+            let _ = served.await;
+            outcome
+        })
     }
 
     /// A new, empty stick: a folder standing for a mounted drive.

@@ -48,6 +48,17 @@ fn iroh_alone_relays_along_a_chain_of_sites() {
 }
 
 #[test]
+fn serial_cables_alone_relay_along_a_chain_of_sites() {
+    let mesh = Mesh::new(&SITES);
+    everyone_writes(&mesh, 1);
+    for (a, b) in [(1, 0), (2, 1), (3, 2), (2, 3), (1, 2), (0, 1)] {
+        let call = mesh.cable(a, b).unwrap();
+        assert!(call.line.bytes_sent > 0, "the session went over the line");
+    }
+    mesh.assert_converged();
+}
+
+#[test]
 fn a_stick_alone_converges_the_network() {
     let mesh = Mesh::new(&SITES);
     everyone_writes(&mesh, 1);

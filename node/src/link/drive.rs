@@ -36,22 +36,8 @@ fn random_nonce() -> [u8; 32] {
     n
 }
 
-/// Drives a session as `side` over `recv`/`send` with the node's store.
-pub async fn drive<R, W>(
-    side: Side,
-    store: NodeSync,
-    now_ms: u64,
-    recv: R,
-    send: W,
-) -> Result<SessionOutcome, LinkError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    drive_with(side, Limits::DEFAULT, store, now_ms, recv, send).await
-}
-
-/// [`drive`] with the batch limits of a given link (a slow one wants small batches).
+/// Drives a session as `side` over `recv`/`send` with the node's store, with the batch
+/// limits of the link (a slow one wants small batches).
 pub async fn drive_with<R, W>(
     side: Side,
     limits: Limits,
