@@ -86,7 +86,8 @@ pub fn parse_line(line: &str) -> Option<Vec<Command>> {
     let mut rest = upper.strip_prefix("AT")?;
     let mut cmds = Vec::new();
     while let Some(c) = rest.chars().next() {
-        rest = &rest[1..];
+        // Line noise after a dropped carrier can put any bytes after an "AT".
+        rest = &rest[c.len_utf8()..];
         let digits = |rest: &mut &str| -> String {
             let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
             *rest = &rest[n.len()..];
@@ -318,6 +319,19 @@ mod tests {
         assert_eq!(parse_line("ATS0"), None);
         assert_eq!(parse_line("ATQ"), None);
         assert_eq!(parse_line("hello"), None);
+    }
+
+    #[test]
+    fn noise_after_at_is_refused_not_a_panic() {
+        assert_eq!(parse_line("AT\u{fffd}\u{5b57}Z"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_line_parses_or_is_refused(tail in ".*") {
+            let _ = parse_line(&format!("AT{tail}"));
+            let _ = ResultCode::parse(&tail);
+        }
     }
 
     #[test]
