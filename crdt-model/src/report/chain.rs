@@ -5,6 +5,10 @@
 //! - **balance break**: an operation whose own arithmetic is wrong, or a history whose
 //!   balances do not chain (what one operation left is not what the next one found).
 //!
+//! And what HQ answers each anomaly with (`answer`): the decision is here, pure, so
+//! that the edge that triggers it (a sync, a stick, the audit command) only carries it
+//! out.
+//!
 //! The card keeps two counters: the online counter (loads and other credits) and the
 //! offline counter (purchases, grey locks, debits for unlock). Each orders its own
 //! operations exactly; how the two interleave is found from the balances themselves
@@ -14,7 +18,9 @@
 //! nothing until the hole is filled.
 
 use super::totals::TxnClass;
-use crate::body::{CardTxn, EntryRef, TxnKind};
+use crate::body::{
+    Alarm, AlarmKind, BlacklistEvent, BlockReason, Body, CardTxn, EntryRef, TxnKind,
+};
 use crate::hlc::Hlc;
 use crate::ids::{CardAsn, CardTime};
 use crate::money::Money;
@@ -46,6 +52,8 @@ pub enum AnomalyKind {
     CloneSuspected,
     BalanceBreak,
     BadTac,
+    /// A grey lock open longer than the network allows (found at the lock).
+    StaleGreyLock,
 }
 
 impl AnomalyKind {
@@ -54,8 +62,43 @@ impl AnomalyKind {
             AnomalyKind::CloneSuspected => "clone suspected",
             AnomalyKind::BalanceBreak => "balance break",
             AnomalyKind::BadTac => "bad TAC",
+            AnomalyKind::StaleGreyLock => "stale grey lock",
         }
     }
+
+    /// Whether the card is blocked for it: frauds are; a stale grey lock is a station
+    /// that died mid-fill, so the card is still good and the lock still completable.
+    pub fn blocks(self) -> bool {
+        !matches!(self, AnomalyKind::StaleGreyLock)
+    }
+
+    pub fn alarm(self) -> AlarmKind {
+        match self {
+            AnomalyKind::CloneSuspected => AlarmKind::CloneSuspected,
+            AnomalyKind::BalanceBreak => AlarmKind::BalanceBreak,
+            AnomalyKind::BadTac => AlarmKind::BadTac,
+            AnomalyKind::StaleGreyLock => AlarmKind::GreyLockStale,
+        }
+    }
+}
+
+/// What HQ appends to answer one anomaly: an alarm naming the card, and for a fraud a
+/// network-wide block of the card unless it is `blocked` already (by an earlier answer
+/// or by anyone's block).
+pub fn answer(a: &Anomaly, blocked: bool) -> Vec<Body> {
+    let mut bodies = vec![Body::Alarm(Alarm {
+        kind: a.kind.alarm(),
+        asn: Some(a.asn),
+        detail: a.detail.clone(),
+    })];
+    if a.kind.blocks() && !blocked {
+        bodies.push(Body::Blacklist(BlacklistEvent::Block {
+            asn: a.asn,
+            reason: BlockReason::Fraud,
+            operator: None,
+        }));
+    }
+    bodies
 }
 
 /// Something wrong with one card, found at one operation.

@@ -1,6 +1,7 @@
 //! Reports and verification, pure: what each entry contributes to the report rows
-//! (`totals`), which rows it lands in (`rows_of`), and each card's rebuilt history with
-//! the clones and balance breaks it shows (`chain`).
+//! (`totals`), which rows it lands in (`rows_of`), each card's rebuilt history with
+//! the clones and balance breaks it shows and HQ's answer to them (`chain`), grey locks
+//! left open too long (`locks`), and what a merchant's own staff may see (`scope`).
 //!
 //! A report row is keyed by business day and one dimension (site, terminal, operator);
 //! months and merchants are sums of day rows and site rows when read. Because `Totals`
@@ -8,9 +9,13 @@
 //! recomputes a report from the ledger.
 
 pub mod chain;
+pub mod locks;
+pub mod scope;
 pub mod totals;
 
-pub use chain::{Anomaly, AnomalyKind, CardChain, CounterSpace};
+pub use chain::{Anomaly, AnomalyKind, CardChain, CounterSpace, answer};
+pub use locks::stale_locks;
+pub use scope::Scope;
 pub use totals::{ProductTally, Tally, Totals, TxnClass};
 
 use crate::body::{Body, CardChange};
@@ -148,14 +153,6 @@ impl Aggregates {
     pub fn rows(&self) -> impl Iterator<Item = (&RowKey, &Totals)> {
         self.rows.iter()
     }
-}
-
-/// The grey locks among `open` (lock, when logged) older than `max_age_ms` at `now_ms`.
-pub fn stale_locks<T: Clone>(open: &[(T, Hlc)], now_ms: u64, max_age_ms: u64) -> Vec<T> {
-    open.iter()
-        .filter(|(_, hlc)| now_ms.saturating_sub(hlc.millis) > max_age_ms)
-        .map(|(r, _)| r.clone())
-        .collect()
 }
 
 #[cfg(test)]
