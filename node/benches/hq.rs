@@ -13,7 +13,7 @@
 use cardmesh_model::body::{Body, CardTxn, LineItem, TxnKind};
 use cardmesh_model::docs::network::{self, OperatorInfo, SiteInfo};
 use cardmesh_model::docs::{DocName, merchants};
-use cardmesh_model::report::{Aggregates, rows_of};
+use cardmesh_model::report::{Aggregates, Scope, rows_of};
 use cardmesh_model::settlement::{self, Cycle, MerchantTerms};
 use cardmesh_model::{
     BusinessDay, CardAsn, CardTime, Hlc, Money, OperatorId, Quantity, SiteId, TerminalId,
@@ -166,10 +166,10 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("hq_10m_ledger");
     g.sample_size(20);
     g.bench_function("daily_report_by_site", |b| {
-        b.iter(|| report::sales(&store, By::Site, Span::Day(d), None).unwrap())
+        b.iter(|| report::sales(&store, By::Site, Span::Day(d), &Scope::Network).unwrap())
     });
     g.bench_function("daily_report_by_terminal", |b| {
-        b.iter(|| report::sales(&store, By::Terminal, Span::Day(d), None).unwrap())
+        b.iter(|| report::sales(&store, By::Terminal, Span::Day(d), &Scope::Network).unwrap())
     });
     g.bench_function("monthly_report_by_merchant", |b| {
         b.iter(|| {
@@ -180,14 +180,15 @@ fn bench(c: &mut Criterion) {
                     year: d.year,
                     month: d.month,
                 },
-                None,
+                &Scope::Network,
             )
             .unwrap()
         })
     });
     g.bench_function("daily_settlement_10_merchants", |b| {
         b.iter(|| {
-            let (lines, _) = settle::compute(&store, Selection::Due { as_of: d }).unwrap();
+            let (lines, _) =
+                settle::compute(&store, Selection::Due { as_of: d }, &Scope::Network).unwrap();
             assert_eq!(lines.len(), MERCHANTS);
             settlement::clearing_file(&lines).unwrap()
         })

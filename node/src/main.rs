@@ -314,6 +314,7 @@ fn sync_command(command: SyncCommand) -> Result<()> {
         } => {
             let dir = DataDir::new(&data);
             let store = identity::open(&dir, clock())?;
+            let _verifier = cardmesh_node::hq::watch::Watch::for_node(&store, &dir, clock())?;
             let network_key = identity::load_network_key(&dir)?;
             let mount = stick_mount(path)?;
             let folder = usb::stick_folder(&mount);
@@ -349,6 +350,11 @@ fn sync_command(command: SyncCommand) -> Result<()> {
             bind,
         } => {
             let sync = open_sync(&data)?;
+            let _verifier = cardmesh_node::hq::watch::Watch::for_node(
+                sync.store(),
+                &DataDir::new(&data),
+                clock(),
+            )?;
             runtime()?.block_on(async {
                 let link = IrohLink::bind(sync, bind, clock()).await?;
                 let result = link.sync_with(node, addr).await;
@@ -488,6 +494,11 @@ fn main() -> Result<()> {
             let peers = config.peers.len();
             let running = Running::start(&DataDir::new(&data), config, clock())
                 .context("starting the node")?;
+            let _verifier = cardmesh_node::hq::watch::Watch::for_node(
+                running.node().store(),
+                &DataDir::new(&data),
+                clock(),
+            )?;
             if headless {
                 println!(
                     "{} serving sync on {:?}, dialing {peers} configured peers; Ctrl-C stops",

@@ -7,8 +7,9 @@ mod hq_support;
 use cardmesh_drivers::types::BcdDateTime;
 use cardmesh_model::CardAsn;
 use cardmesh_model::body::{AlarmKind, BlacklistEvent, Body, TxnKind};
-use cardmesh_model::report::AnomalyKind;
-use cardmesh_node::hq::audit;
+use cardmesh_model::docs::DocName;
+use cardmesh_model::report::{AnomalyKind, Scope, locks};
+use cardmesh_node::hq::{audit, report};
 use hq_support::*;
 
 fn alarms_of(store: &cardmesh_node::store::Store) -> Vec<(AlarmKind, Option<CardAsn>)> {
@@ -207,20 +208,71 @@ fn a_grey_lock_left_open_is_reported_stale_once_old_enough() {
     chain.sync_all();
 
     let locked_at = logged.hlc.millis;
-    let fresh = audit::audit(&chain.hq.store, &tac_key(&chain), locked_at + 1_000, 60_000).unwrap();
+    let hq = &chain.hq.store;
+    // The network allows a day unless HQ says otherwise; HQ says an hour.
+    assert_eq!(report::grey_lock_max_age_ms(hq).unwrap(), 24 * 3_600_000);
+    hq.edit_doc(DocName::Network, |d| locks::set_max_age_min(d, 60))
+        .unwrap();
+    let max_age = report::grey_lock_max_age_ms(hq).unwrap();
+    assert_eq!(max_age, 3_600_000);
+
+    let fresh = audit::audit(hq, &tac_key(&chain), locked_at + 1_000, max_age).unwrap();
     assert_eq!(
         fresh.bad_tacs, 0,
         "the GTAC verifies like a zero-amount purchase"
     );
     assert!(fresh.stale_locks.is_empty());
-    let later = audit::audit(
-        &chain.hq.store,
-        &tac_key(&chain),
-        locked_at + 61_000,
-        60_000,
-    )
+    assert!(alarms_of(hq).is_empty());
+    let listed = report::grey_locks(hq, locked_at + 1_000, max_age, &Scope::Network).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(!listed[0].stale);
+
+    // An hour and a minute later the lock is stale: one alarm, whatever how many checks.
+    let card = CardAsn(asn.0);
+    for minutes in [61, 62, 120, 600] {
+        let later =
+            audit::audit(hq, &tac_key(&chain), locked_at + minutes * 60_000, max_age).unwrap();
+        assert_eq!(later.stale_locks.len(), 1);
+        assert_eq!(later.stale_locks[0].at, logged.entry_ref());
+        assert_eq!(later.stale_locks[0].asn, card);
+        assert!(later.blocked.is_empty(), "a stale lock blocks no card");
+        assert_eq!(alarms_of(hq), vec![(AlarmKind::GreyLockStale, Some(card))]);
+    }
+    assert!(!hq.is_blocked(&card).unwrap());
+
+    // The report says so in every format.
+    let now = locked_at + 61 * 60_000;
+    let listed = report::grey_locks(hq, now, max_age, &Scope::Network).unwrap();
+    assert!(listed[0].stale);
+    assert_eq!(listed[0].site.as_ref().map(|s| s.as_str()), Some("shop-1"));
+    let json: serde_json::Value = serde_json::from_str(&report::render_grey_locks(
+        &listed,
+        max_age,
+        report::Format::Json,
+    ))
     .unwrap();
-    assert_eq!(later.stale_locks.len(), 1);
-    assert_eq!(later.stale_locks[0].at, logged.entry_ref());
-    assert_eq!(later.stale_locks[0].asn, CardAsn(asn.0));
+    assert_eq!(json["locks"][0]["stale"], true);
+    assert_eq!(json["locks"][0]["card"], card.to_string());
+    let csv = report::render_grey_locks(&listed, max_age, report::Format::Csv);
+    let row = csv.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with(&card.to_string()) && row.ends_with(",stale"),
+        "{csv}"
+    );
+    let risk = report::risk(hq, report::Span::Day(bday), now, max_age, &Scope::Network).unwrap();
+    assert!(risk.open_locks[0].stale);
+    assert_eq!(
+        risk.anomalies
+            .iter()
+            .map(|(a, answered)| (a.kind, a.at, *answered))
+            .collect::<Vec<_>>(),
+        vec![(AnomalyKind::StaleGreyLock, logged.entry_ref(), true)]
+    );
+
+    // The setting reached the shop too (it is in the network registry).
+    chain.sync_all();
+    assert_eq!(
+        report::grey_lock_max_age_ms(&chain.shops[0].store).unwrap(),
+        3_600_000
+    );
 }

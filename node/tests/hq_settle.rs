@@ -6,6 +6,7 @@ mod hq_support;
 
 use cardmesh_drivers::types::BcdDateTime;
 use cardmesh_model::body::CardTxn;
+use cardmesh_model::report::Scope;
 use cardmesh_model::settlement::{self, Cycle, MerchantTerms, Period};
 use cardmesh_model::{MerchantId, Money};
 use cardmesh_node::hq::HqError;
@@ -76,7 +77,7 @@ fn a_period_is_settled_once_with_a_checked_clearing_file_even_across_a_restart()
     let hq = &chain.hq.store;
 
     let sunday = day(2026, 11, 22);
-    let run = settle::run(hq, Selection::Due { as_of: sunday }, &out).unwrap();
+    let run = settle::run(hq, Selection::Due { as_of: sunday }, &out, &Scope::Network).unwrap();
     assert!(run.skipped.is_empty());
     assert_eq!(run.lines.len(), 2);
     let expect = |m: &str, shop: &str, p: Period, bp: u32| {
@@ -125,7 +126,7 @@ fn a_period_is_settled_once_with_a_checked_clearing_file_even_across_a_restart()
     assert_eq!(hq.settlements().unwrap().len(), 2);
 
     // The same run again settles nothing and writes nothing.
-    let again = settle::run(hq, Selection::Due { as_of: sunday }, &out).unwrap();
+    let again = settle::run(hq, Selection::Due { as_of: sunday }, &out, &Scope::Network).unwrap();
     assert!(again.lines.is_empty() && again.file.is_none());
     assert_eq!(again.skipped.len(), 2);
     // An explicit period overlapping a settled one is refused, and leaves no file.
@@ -140,6 +141,7 @@ fn a_period_is_settled_once_with_a_checked_clearing_file_even_across_a_restart()
             },
         },
         &out,
+        &Scope::Network,
     )
     .unwrap_err();
     assert!(
@@ -156,7 +158,8 @@ fn a_period_is_settled_once_with_a_checked_clearing_file_even_across_a_restart()
         settle::run(
             &chain.shops[0].store,
             Selection::Due { as_of: sunday },
-            &out
+            &out,
+            &Scope::Network
         ),
         Err(HqError::NotHq(_))
     ));
@@ -165,7 +168,13 @@ fn a_period_is_settled_once_with_a_checked_clearing_file_even_across_a_restart()
     let Chain { hq, shops, .. } = chain;
     drop(hq.store);
     let hq_store = cardmesh_node::identity::open(&hq.dir, clock()).unwrap();
-    let after = settle::run(&hq_store, Selection::Due { as_of: sunday }, &out).unwrap();
+    let after = settle::run(
+        &hq_store,
+        Selection::Due { as_of: sunday },
+        &out,
+        &Scope::Network,
+    )
+    .unwrap();
     assert!(after.lines.is_empty());
     let err = settle::run(
         &hq_store,
@@ -174,12 +183,19 @@ fn a_period_is_settled_once_with_a_checked_clearing_file_even_across_a_restart()
             period: one_day,
         },
         &out,
+        &Scope::Network,
     )
     .unwrap_err();
     assert!(matches!(err, HqError::Settled(_)));
     // The next day is a new period for the daily merchant only.
     let monday = day(2026, 11, 23);
-    let next = settle::run(&hq_store, Selection::Due { as_of: monday }, &out).unwrap();
+    let next = settle::run(
+        &hq_store,
+        Selection::Due { as_of: monday },
+        &out,
+        &Scope::Network,
+    )
+    .unwrap();
     assert_eq!(next.lines.len(), 1);
     assert_eq!(next.lines[0].merchant, cinema);
     assert_eq!(next.lines[0].gross, Money::ZERO);

@@ -1,7 +1,9 @@
 //! HQ's audit: verifies the TAC of every card transaction it has not verified yet (HQ
 //! alone holds the TAC master key), then answers every fraud the card histories show —
 //! a cloned counter, a balance break, a bad TAC — with an alarm and a network-wide block
-//! in HQ's feed, which every link then carries to every node.
+//! in HQ's feed, which every link then carries to every node; and raises one alarm for
+//! each grey lock open longer than allowed. What to answer is the model's decision
+//! (`report::answer`); `watch` runs this after every batch that arrives.
 //!
 //! The audit is resumable and idempotent: which transactions were verified is a version
 //! vector kept in the store, and each anomaly is answered once (`Store::raise`), so a
@@ -12,11 +14,10 @@ use crate::store::{OpenLock, Store};
 use cardmesh_drivers::constants::TxType;
 use cardmesh_drivers::crypto::{Key16, TacFields, verify_tac};
 use cardmesh_drivers::types::{Asn, BcdDateTime, Mac4, TerminalId};
-use cardmesh_model::body::{
-    Alarm, AlarmKind, BlacklistEvent, BlockReason, Body, CardTxn, EntryRef, TxnKind,
-};
+use cardmesh_model::body::{BlacklistEvent, Body, CardTxn, EntryRef, TxnKind};
 use cardmesh_model::codec::{self, Kind};
-use cardmesh_model::report::{Anomaly, AnomalyKind, stale_locks};
+use cardmesh_model::report::locks::{is_stale, stale_lock_anomaly};
+use cardmesh_model::report::{Anomaly, AnomalyKind, answer};
 use cardmesh_model::{CardAsn, Entry, FeedRange, Role, VersionVector};
 use std::collections::BTreeSet;
 
@@ -130,26 +131,19 @@ pub fn audit(
             found.push(a);
         }
     }
+    let stale: Vec<OpenLock> = store
+        .open_grey_locks()?
+        .into_iter()
+        .filter(|l| is_stale(l.hlc, now_ms, max_lock_age_ms))
+        .collect();
+    for l in &stale {
+        found.push(stale_lock_anomaly(l.asn, l.at, l.hlc, now_ms));
+    }
     let mut blocking: BTreeSet<CardAsn> = BTreeSet::new();
     let mut answers = Vec::new();
     for a in found {
-        let alarm_kind = match a.kind {
-            AnomalyKind::CloneSuspected => AlarmKind::CloneSuspected,
-            AnomalyKind::BalanceBreak => AlarmKind::BalanceBreak,
-            AnomalyKind::BadTac => AlarmKind::BadTac,
-        };
-        let mut bodies = vec![Body::Alarm(Alarm {
-            kind: alarm_kind,
-            asn: Some(a.asn),
-            detail: a.detail.clone(),
-        })];
-        if !store.is_blocked(&a.asn)? && blocking.insert(a.asn) {
-            bodies.push(Body::Blacklist(BlacklistEvent::Block {
-                asn: a.asn,
-                reason: BlockReason::Fraud,
-                operator: None,
-            }));
-        }
+        let blocked = a.kind.blocks() && (store.is_blocked(&a.asn)? || !blocking.insert(a.asn));
+        let bodies = answer(&a, blocked);
         answers.push((a, bodies));
     }
     report.appended = store.raise(answers)?;
@@ -165,12 +159,7 @@ pub fn audit(
         cursor.advance(*origin, head);
     }
     store.config_set(CURSOR, &codec::encode(Kind::View, &cursor))?;
-    let open: Vec<(OpenLock, cardmesh_model::Hlc)> = store
-        .open_grey_locks()?
-        .into_iter()
-        .map(|l| (l, l.hlc))
-        .collect();
-    report.stale_locks = stale_locks(&open, now_ms, max_lock_age_ms);
+    report.stale_locks = stale;
     Ok(report)
 }
 

@@ -5,18 +5,20 @@
 use super::audit;
 use super::report::{self, By, Format, Span};
 use super::settle::{self, Selection};
-use super::{HqError, audit::AuditReport};
+use super::{HqError, access, audit::AuditReport};
 use crate::identity::{self, DataDir};
 use crate::keys;
-use crate::store::{Clock, SystemClock};
+use crate::store::{Clock, Store, SystemClock};
 use anyhow::{Context, Result};
+use cardmesh_model::docs::DocName;
+use cardmesh_model::report::{Scope, locks};
 use cardmesh_model::settlement::{Cycle, MerchantTerms, Period};
-use cardmesh_model::{BusinessDay, MerchantId};
+use cardmesh_model::{BusinessDay, MerchantId, OperatorId};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Where the node's data lives and how to print.
+/// Where the node's data lives, who reads, and how to print.
 #[derive(Args)]
 pub struct Output {
     #[arg(long, default_value = "cardmesh-data")]
@@ -27,6 +29,37 @@ pub struct Output {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    reader: Reader,
+}
+
+/// Who reads: by default the node's own user, who sees the whole network.
+#[derive(Args)]
+pub struct Reader {
+    /// Read as this operator (asks for their PIN): a merchant's staff see only their
+    /// merchant's figures.
+    #[arg(long = "as", value_name = "OPERATOR")]
+    operator: Option<OperatorId>,
+    /// The operator's PIN (asked for if not given).
+    #[arg(long, requires = "operator")]
+    pin: Option<String>,
+    /// Only this merchant's sites; an operator may name only their own merchant.
+    #[arg(long)]
+    merchant: Option<MerchantId>,
+}
+
+impl Reader {
+    fn scope(&self, store: &Store) -> Result<Scope> {
+        let pin = match (&self.operator, &self.pin) {
+            (Some(_), Some(p)) => Some(p.clone()),
+            (Some(op), None) => Some(
+                rpassword::prompt_password(format!("PIN for {op}: ")).context("reading the PIN")?,
+            ),
+            (None, _) => None,
+        };
+        let operator = self.operator.as_ref().zip(pin.as_deref());
+        Ok(access::scope(store, operator, self.merchant.as_ref())?)
+    }
 }
 
 impl Output {
@@ -50,17 +83,34 @@ pub enum ReportCommand {
         span: Span,
         #[arg(long, value_enum, default_value = "site")]
         by: By,
-        /// Only this merchant's sites (what a merchant's own staff may see).
-        #[arg(long)]
-        merchant: Option<MerchantId>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Refused operations by reason, and the failure rate (refusals per thousand
+    /// attempts), per site, terminal, merchant or operator.
+    Failures {
+        span: Span,
+        #[arg(long, value_enum, default_value = "site")]
+        by: By,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Card issuance per day: chips personalized, cards sold and returned, deposits,
+    /// loads and the amount loaded; for a month, each day and the month's total.
+    Issuance {
+        span: Span,
         #[command(flatten)]
         out: Output,
     },
     /// Products sold, best first, with quantities (fuel grades in litres).
     Products {
         span: Span,
-        #[arg(long)]
-        merchant: Option<MerchantId>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Fuel volumes per grade (products sold by the litre), most litres first.
+    Fuel {
+        span: Span,
         #[command(flatten)]
         out: Output,
     },
@@ -68,19 +118,38 @@ pub enum ReportCommand {
     /// locks, the float and per-site freshness.
     Risk {
         span: Span,
-        /// A grey lock open longer than this many minutes is stale.
-        #[arg(long, default_value_t = 30)]
-        lock_age_min: u64,
+        /// A grey lock open longer than this many minutes is stale (default: the
+        /// network's setting, see `report grey-lock-age`).
+        #[arg(long)]
+        lock_age_min: Option<u64>,
         #[command(flatten)]
         out: Output,
     },
+    /// Grey locks still open, oldest first; those open longer than allowed are stale
+    /// (HQ raises one alarm for each).
+    GreyLocks {
+        /// Stale after this many minutes (default: the network's setting).
+        #[arg(long)]
+        lock_age_min: Option<u64>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// At HQ: set how many minutes a grey lock may stay open before it is stale (a
+    /// network registry setting every node receives; 1440, a day, unless set).
+    GreyLockAge {
+        minutes: u64,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
     /// At HQ: verify every new transaction's TAC, then answer each clone, balance break
-    /// and bad TAC with an alarm and a network-wide block.
+    /// and bad TAC with an alarm and a network-wide block, and each stale grey lock with
+    /// an alarm. A running HQ (`cardmesh run`) does this by itself after every sync.
     Audit {
         #[arg(long, default_value = "cardmesh-data")]
         data: PathBuf,
-        #[arg(long, default_value_t = 30)]
-        lock_age_min: u64,
+        /// Stale after this many minutes (default: the network's setting).
+        #[arg(long)]
+        lock_age_min: Option<u64>,
     },
 }
 
@@ -124,10 +193,13 @@ pub enum SettleCommand {
         #[arg(long, default_value = "cardmesh-data")]
         data: PathBuf,
     },
-    /// Merchants, their sites and terms, and every settled period.
+    /// Merchants, their sites and terms, and every settled period (what the reader may
+    /// see).
     List {
         #[arg(long, default_value = "cardmesh-data")]
         data: PathBuf,
+        #[command(flatten)]
+        reader: Reader,
     },
 }
 
@@ -147,31 +219,44 @@ fn open(data: &PathBuf) -> Result<crate::store::Store> {
         .with_context(|| format!("opening the node in {}", data.display()))
 }
 
+/// The allowed age of an open grey lock: `minutes` if given, else the network's.
+fn lock_age_ms(store: &Store, minutes: Option<u64>) -> Result<u64> {
+    Ok(match minutes {
+        Some(m) => m.saturating_mul(60_000),
+        None => report::grey_lock_max_age_ms(store)?,
+    })
+}
+
 pub fn report_command(command: ReportCommand) -> Result<()> {
     let now = clock().now_ms();
-    match command {
-        ReportCommand::Sales {
-            span,
-            by,
-            merchant,
-            out,
-        } => {
+    let text = match command {
+        ReportCommand::Sales { span, by, out } => {
             let store = open(&out.data)?;
-            let rows = report::sales(&store, by, span, merchant.as_ref())?;
-            let fresh = store.freshness()?;
-            print!(
-                "{}",
-                report::render_sales(by, span, &rows, &fresh, out.format())
-            );
+            let scope = out.reader.scope(&store)?;
+            let rows = report::sales(&store, by, span, &scope)?;
+            let fresh = report::freshness(&store, &scope)?;
+            report::render_sales(by, span, &rows, &fresh, out.format())
         }
-        ReportCommand::Products {
-            span,
-            merchant,
-            out,
-        } => {
+        ReportCommand::Failures { span, by, out } => {
             let store = open(&out.data)?;
-            let rows = report::products(&store, span, merchant.as_ref())?;
-            print!("{}", report::render_products(&rows, out.format()));
+            let scope = out.reader.scope(&store)?;
+            report::render_failures(&report::failures(&store, by, span, &scope)?, out.format())
+        }
+        ReportCommand::Issuance { span, out } => {
+            let store = open(&out.data)?;
+            let scope = out.reader.scope(&store)?;
+            let (days, total) = report::issuance(&store, span, &scope)?;
+            report::render_issuance(&days, &total, out.format())
+        }
+        ReportCommand::Products { span, out } => {
+            let store = open(&out.data)?;
+            let scope = out.reader.scope(&store)?;
+            report::render_products(&report::products(&store, span, &scope)?, out.format())
+        }
+        ReportCommand::Fuel { span, out } => {
+            let store = open(&out.data)?;
+            let scope = out.reader.scope(&store)?;
+            report::render_fuel(&report::fuel(&store, span, &scope)?, out.format())
         }
         ReportCommand::Risk {
             span,
@@ -179,34 +264,57 @@ pub fn report_command(command: ReportCommand) -> Result<()> {
             out,
         } => {
             let store = open(&out.data)?;
-            let r = report::risk(&store, span, now, lock_age_min * 60_000)?;
-            print!("{}", report::render_risk(&r, out.format()));
+            let scope = out.reader.scope(&store)?;
+            let age = lock_age_ms(&store, lock_age_min)?;
+            report::render_risk(&report::risk(&store, span, now, age, &scope)?, out.format())
+        }
+        ReportCommand::GreyLocks { lock_age_min, out } => {
+            let store = open(&out.data)?;
+            let scope = out.reader.scope(&store)?;
+            let age = lock_age_ms(&store, lock_age_min)?;
+            let rows = report::grey_locks(&store, now, age, &scope)?;
+            report::render_grey_locks(&rows, age, out.format())
+        }
+        ReportCommand::GreyLockAge { minutes, data } => {
+            let store = open(&data)?;
+            let role = store.own_certificate().role;
+            if role != cardmesh_model::Role::Hq {
+                return Err(HqError::NotHq(role).into());
+            }
+            store.edit_doc(DocName::Network, |d| locks::set_max_age_min(d, minutes))?;
+            format!(
+                "grey locks open longer than {} min are stale from now on, on every node that syncs\n",
+                minutes.max(1)
+            )
         }
         ReportCommand::Audit { data, lock_age_min } => {
             let dir = DataDir::new(&data);
             let store = open(&data)?;
             let key = identity::load_key(&dir)?;
             let tac = keys::held(&store, &key)?.tac().ok_or(HqError::NoTacKey)?;
-            let r = audit::audit(&store, &tac, now, lock_age_min * 60_000)?;
-            print_audit(&r);
+            let age = lock_age_ms(&store, lock_age_min)?;
+            audit_text(&audit::audit(&store, &tac, now, age)?)
         }
-    }
+    };
+    print!("{text}");
     Ok(())
 }
 
-fn print_audit(r: &AuditReport) {
-    println!(
-        "verified {} transaction TACs: {} bad",
+fn audit_text(r: &AuditReport) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "verified {} transaction TACs: {} bad\n",
         r.verified, r.bad_tacs
     );
     for e in &r.appended {
-        println!("appended {} (entry {})", e.body.kind(), e.seq);
+        let _ = writeln!(out, "appended {} (entry {})", e.body.kind(), e.seq);
     }
     for asn in &r.blocked {
-        println!("card {asn} blocked network-wide");
+        let _ = writeln!(out, "card {asn} blocked network-wide");
     }
     for l in &r.stale_locks {
-        println!(
+        let _ = writeln!(
+            out,
             "stale grey lock: card {} locked by {}#{} at {} ms",
             l.asn,
             l.at.origin.short(),
@@ -214,13 +322,19 @@ fn print_audit(r: &AuditReport) {
             l.hlc.millis
         );
     }
+    out
 }
 
 pub fn settle_command(command: SettleCommand) -> Result<()> {
     match command {
         SettleCommand::Run { through, out, data } => {
             let store = open(&data)?;
-            let run = settle::run(&store, Selection::Due { as_of: through }, &out)?;
+            let run = settle::run(
+                &store,
+                Selection::Due { as_of: through },
+                &out,
+                &Scope::Network,
+            )?;
             print_run(&run);
         }
         SettleCommand::Period {
@@ -241,6 +355,7 @@ pub fn settle_command(command: SettleCommand) -> Result<()> {
                     period: Period { from, to },
                 },
                 &out,
+                &Scope::Network,
             )?;
             print_run(&run);
         }
@@ -263,17 +378,18 @@ pub fn settle_command(command: SettleCommand) -> Result<()> {
             )?;
             println!("merchant {id}: {cycle} settlement, fee {fee_bp} bp");
         }
-        SettleCommand::List { data } => {
+        SettleCommand::List { data, reader } => {
             let store = open(&data)?;
-            let sites = settle::merchant_sites(&store)?;
-            for (id, t) in settle::merchants(&store)? {
+            let scope = reader.scope(&store)?;
+            let sites = settle::merchant_sites(&store, &scope)?;
+            for (id, t) in settle::merchants(&store, &scope)? {
                 let s = sites.get(&id).map(|v| v.join(" ")).unwrap_or_default();
                 println!(
                     "{id} ({}): {} settlement, fee {} bp, sites: {s}",
                     t.name, t.cycle, t.fee_bp
                 );
             }
-            for (at, r) in store.settlements()? {
+            for (at, r) in settle::settled(&store, &scope)? {
                 println!(
                     "settled {} {}: {} operations, gross {}, fee {}, net {} (entry {}#{})",
                     r.merchant,

@@ -1,14 +1,17 @@
 //! The HQ side of a node: the audit that verifies every card transaction's TAC and
 //! answers clones, balance breaks and bad TACs with a network-wide block (`audit`);
 //! reports read from the store's incremental report rows (`report`); clearing runs with
-//! merchants (`settle`); and the `cardmesh report` / `cardmesh settle` commands (`cli`).
+//! merchants (`settle`); the verifier that runs the audit by itself after every batch
+//! that arrives (`watch`); and the `cardmesh report` / `cardmesh settle` commands (`cli`).
 //! The arithmetic and the folds are the model's (`cardmesh_model::report`,
 //! `cardmesh_model::settlement`); this module reads the store and writes files.
 
+pub mod access;
 pub mod audit;
 pub mod cli;
 pub mod report;
 pub mod settle;
+pub mod watch;
 
 use crate::keys::KeyError;
 use crate::store::{SettledAlready, StoreError};
@@ -42,4 +45,14 @@ pub enum HqError {
     },
     #[error(transparent)]
     Settled(#[from] SettledAlready),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error("starting the HQ verifier: {0}")]
+    Spawn(std::io::Error),
+    #[error(transparent)]
+    Scope(#[from] cardmesh_model::report::scope::ScopeError),
+    #[error("not permitted: {0}; this reader may see only merchant {1}'s figures")]
+    NotPermitted(String, MerchantId),
+    #[error("wrong PIN for operator {0}, or no PIN set for them in the network registry")]
+    BadPin(cardmesh_model::OperatorId),
 }

@@ -1,15 +1,20 @@
 //! Reports read from the store's report rows: sales and operations per site, terminal,
-//! merchant or operator for a day or a month; products and fuel volumes; risk (alarms,
-//! anomalies, open grey locks, the float, freshness per site). Months and merchants are
-//! sums of stored day and site rows; nothing here reads the ledger. Output as a table,
+//! merchant or operator for a day or a month; refusals by reason (the failure rate);
+//! card issuance per day; products and fuel volumes per grade; risk (alarms, anomalies,
+//! open grey locks, the float, freshness per site) and the grey locks on their own.
+//! Months and merchants are sums of stored day and site rows; nothing here reads the
+//! ledger. Every query takes the reader's `Scope`: a merchant's staff get their
+//! merchant's rows and nothing else, whatever the report or format. Output as a table,
 //! CSV or JSON.
 
 use super::HqError;
 use crate::store::{Freshness, OpenLock, Store};
 use cardmesh_model::docs::network::NetworkRegistry;
 use cardmesh_model::docs::{DocName, network, pricebook};
-use cardmesh_model::report::{Anomaly, Dim, ProductTally, Totals, TxnClass};
-use cardmesh_model::{BusinessDay, MerchantId, Money, ProductId, SiteId};
+use cardmesh_model::report::locks;
+use cardmesh_model::report::scope::{merchant_of, site_of};
+use cardmesh_model::report::{Anomaly, Dim, ProductTally, Scope, Totals, TxnClass};
+use cardmesh_model::{BusinessDay, Money, NodeId, ProductId, SiteId};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -103,29 +108,31 @@ pub fn registry(store: &Store) -> Result<NetworkRegistry, HqError> {
         .unwrap_or_default())
 }
 
-/// The site a row's name belongs to, if known: used to scope rows to one merchant.
-fn site_of(reg: &NetworkRegistry, dim: Dim, name: &str) -> Option<SiteId> {
-    match dim {
-        Dim::Site => name.parse().ok(),
-        Dim::Terminal => reg.terminals.get(&name.parse().ok()?).cloned(),
-        Dim::Operator => reg
-            .operators
-            .get(&name.parse().ok()?)
-            .map(|o| o.site.clone()),
-    }
+/// How long a grey lock may stay open before it is stale: the network registry's
+/// setting (`report::locks`), a day unless HQ set it.
+pub fn grey_lock_max_age_ms(store: &Store) -> Result<u64, HqError> {
+    Ok(store
+        .doc(&DocName::Network)?
+        .map_or(locks::DEFAULT_MAX_AGE_MIN * 60_000, |d| {
+            locks::max_age_ms(&d)
+        }))
 }
 
-fn merchant_of(reg: &NetworkRegistry, site: &SiteId) -> Option<MerchantId> {
-    reg.sites.get(site).map(|s| s.merchant.clone())
+/// The site each node belongs to, from the certificates: where an entry was written.
+fn node_sites(store: &Store) -> Result<BTreeMap<NodeId, SiteId>, HqError> {
+    Ok(store
+        .certificates()?
+        .into_iter()
+        .map(|c| (c.node, c.site))
+        .collect())
 }
 
-/// Sales and operations per name over a span; with `scope`, only rows of that
-/// merchant's sites (what a merchant-scoped user sees).
+/// Sales and operations per name over a span, of the rows `scope` may see.
 pub fn sales(
     store: &Store,
     by: By,
     span: Span,
-    scope: Option<&MerchantId>,
+    scope: &Scope,
 ) -> Result<BTreeMap<String, Totals>, HqError> {
     let (from, to) = span.days();
     sales_between(store, &registry(store)?, by, from, to, scope)
@@ -138,7 +145,7 @@ pub fn sales_between(
     by: By,
     from: BusinessDay,
     to: BusinessDay,
-    scope: Option<&MerchantId>,
+    scope: &Scope,
 ) -> Result<BTreeMap<String, Totals>, HqError> {
     let dim = match by {
         By::Site | By::Merchant => Dim::Site,
@@ -147,13 +154,13 @@ pub fn sales_between(
     };
     let mut out: BTreeMap<String, Totals> = BTreeMap::new();
     for (key, totals) in store.report_rows(dim, from, to)? {
-        let site = site_of(reg, dim, &key.name);
-        let merchant = site.as_ref().and_then(|s| merchant_of(reg, s));
-        if scope.is_some_and(|m| merchant.as_ref() != Some(m)) {
+        if !scope.sees_row(reg, dim, &key.name) {
             continue;
         }
         let name = match by {
-            By::Merchant => merchant.map_or_else(|| "(no merchant)".to_string(), |m| m.to_string()),
+            By::Merchant => site_of(reg, dim, &key.name)
+                .and_then(|s| merchant_of(reg, &s))
+                .map_or_else(|| "(no merchant)".to_string(), |m| m.to_string()),
             _ => key.name,
         };
         out.entry(name)
@@ -165,11 +172,7 @@ pub fn sales_between(
 }
 
 /// Everything of a span in one row (the sum of every site).
-pub fn span_totals(
-    store: &Store,
-    span: Span,
-    scope: Option<&MerchantId>,
-) -> Result<Totals, HqError> {
+pub fn span_totals(store: &Store, span: Span, scope: &Scope) -> Result<Totals, HqError> {
     let (from, to) = span.days();
     totals_between(store, &registry(store)?, from, to, scope)
 }
@@ -180,7 +183,7 @@ pub fn totals_between(
     reg: &NetworkRegistry,
     from: BusinessDay,
     to: BusinessDay,
-    scope: Option<&MerchantId>,
+    scope: &Scope,
 ) -> Result<Totals, HqError> {
     let mut all = Totals::default();
     for t in sales_between(store, reg, By::Site, from, to, scope)?.values() {
@@ -354,7 +357,7 @@ fn table(columns: &[&str], rows: &[Vec<String>]) -> String {
 pub fn products(
     store: &Store,
     span: Span,
-    scope: Option<&MerchantId>,
+    scope: &Scope,
 ) -> Result<Vec<(ProductId, ProductTally, String)>, HqError> {
     let totals = span_totals(store, span, scope)?;
     let book = store
@@ -410,37 +413,354 @@ pub fn render_products(rows: &[(ProductId, ProductTally, String)], format: Forma
     }
 }
 
+/// Renders rows as a table or CSV, or `json` as JSON.
+fn emit(columns: &[&str], cells: &[Vec<String>], json: Value, format: Format) -> String {
+    match format {
+        Format::Table => table(columns, cells),
+        Format::Csv => {
+            let mut out = columns.join(",") + "\n";
+            for r in cells {
+                let escaped: Vec<String> = r.iter().map(|c| c.replace(',', ";")).collect();
+                out.push_str(&escaped.join(","));
+                out.push('\n');
+            }
+            out
+        }
+        Format::Json => format!("{json:#}\n"),
+    }
+}
+
+/// Fuel sold in a span per grade (products sold by the litre), most litres first.
+pub fn fuel(
+    store: &Store,
+    span: Span,
+    scope: &Scope,
+) -> Result<Vec<(ProductId, ProductTally)>, HqError> {
+    let mut out: Vec<(ProductId, ProductTally)> = products(store, span, scope)?
+        .into_iter()
+        .filter(|(_, _, unit)| unit == "L")
+        .map(|(p, t, _)| (p, t))
+        .collect();
+    out.sort_by(|a, b| b.1.quantity.cmp(&a.1.quantity).then(a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+pub fn render_fuel(rows: &[(ProductId, ProductTally)], format: Format) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(p, t)| {
+            vec![
+                p.to_string(),
+                t.quantity.to_string(),
+                t.lines.to_string(),
+                t.amount.to_string(),
+            ]
+        })
+        .collect();
+    let json: Vec<Value> = rows
+        .iter()
+        .map(|(p, t)| json!({"grade": p.as_str(), "litres_milli": t.quantity.milli(), "fills": t.lines, "amount_fen": t.amount.fen()}))
+        .collect();
+    emit(
+        &["grade", "litres", "fills", "amount"],
+        &cells,
+        json!(json),
+        format,
+    )
+}
+
+/// Refusals at one name: operations attempted (completed + refused) and refused by the
+/// reason the operator was shown.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Failures {
+    pub attempted: u64,
+    pub refused: BTreeMap<String, u64>,
+}
+
+impl Failures {
+    /// Refusals for `reason` per thousand attempts, rounded down.
+    pub fn permille(&self, refused: u64) -> u64 {
+        refused * 1000 / self.attempted.max(1)
+    }
+}
+
+/// The failure rate per name over a span, by refusal reason.
+pub fn failures(
+    store: &Store,
+    by: By,
+    span: Span,
+    scope: &Scope,
+) -> Result<BTreeMap<String, Failures>, HqError> {
+    Ok(sales(store, by, span, scope)?
+        .into_iter()
+        .map(|(name, t)| {
+            let f = Failures {
+                attempted: t.operations() + t.refusals(),
+                refused: t.refused,
+            };
+            (name, f)
+        })
+        .collect())
+}
+
+pub fn render_failures(rows: &BTreeMap<String, Failures>, format: Format) -> String {
+    let mut cells = Vec::new();
+    let mut json = Vec::new();
+    for (name, f) in rows {
+        let total: u64 = f.refused.values().sum();
+        cells.push(vec![
+            name.clone(),
+            "(all)".into(),
+            f.attempted.to_string(),
+            total.to_string(),
+            f.permille(total).to_string(),
+        ]);
+        for (reason, n) in &f.refused {
+            cells.push(vec![
+                name.clone(),
+                reason.clone(),
+                f.attempted.to_string(),
+                n.to_string(),
+                f.permille(*n).to_string(),
+            ]);
+        }
+        let reasons: Vec<Value> = f
+            .refused
+            .iter()
+            .map(|(r, n)| json!({"reason": r, "refused": n, "permille": f.permille(*n)}))
+            .collect();
+        json.push(json!({"name": name, "attempted": f.attempted, "refused": total, "permille": f.permille(total), "by_reason": reasons}));
+    }
+    emit(
+        &["name", "reason", "attempted", "refused", "permille"],
+        &cells,
+        json!(json),
+        format,
+    )
+}
+
+/// Card issuance on one business day.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Issuance {
+    /// Chips personalized at HQ.
+    pub personalized: u64,
+    /// Cards sold to customers, and the deposits taken for them.
+    pub sold: u64,
+    pub deposits_taken: Money,
+    /// Cards returned, and the deposits paid back.
+    pub returned: u64,
+    pub deposits_returned: Money,
+    pub loads: u64,
+    pub loaded: Money,
+}
+
+/// Card issuance per business day of a span (a day, or each day of a month), and the
+/// span's total.
+pub fn issuance(
+    store: &Store,
+    span: Span,
+    scope: &Scope,
+) -> Result<(BTreeMap<BusinessDay, Issuance>, Issuance), HqError> {
+    let reg = registry(store)?;
+    let (from, to) = span.days();
+    let mut days: BTreeMap<BusinessDay, Totals> = BTreeMap::new();
+    let mut all = Totals::default();
+    for (key, t) in store.report_rows(Dim::Site, from, to)? {
+        if !scope.sees_row(&reg, Dim::Site, &key.name) {
+            continue;
+        }
+        let overflow = |e: cardmesh_model::money::MoneyError| HqError::Overflow(e.to_string());
+        days.entry(key.day)
+            .or_default()
+            .merge(&t)
+            .map_err(overflow)?;
+        all.merge(&t).map_err(overflow)?;
+    }
+    let of = |t: &Totals| Issuance {
+        personalized: t.cards_personalized,
+        sold: t.kind(TxnClass::Issue).count,
+        deposits_taken: t.deposits_taken,
+        returned: t.kind(TxnClass::Return).count,
+        deposits_returned: t.deposits_returned,
+        loads: t.kind(TxnClass::Load).count,
+        loaded: t.kind(TxnClass::Load).amount,
+    };
+    let rows = days
+        .iter()
+        .map(|(d, t)| (*d, of(t)))
+        .filter(|(_, i)| *i != Issuance::default())
+        .collect();
+    Ok((rows, of(&all)))
+}
+
+pub fn render_issuance(
+    rows: &BTreeMap<BusinessDay, Issuance>,
+    total: &Issuance,
+    format: Format,
+) -> String {
+    let line = |name: String, i: &Issuance| {
+        vec![
+            name,
+            i.personalized.to_string(),
+            i.sold.to_string(),
+            i.deposits_taken.to_string(),
+            i.returned.to_string(),
+            i.deposits_returned.to_string(),
+            i.loads.to_string(),
+            i.loaded.to_string(),
+        ]
+    };
+    let as_json = |i: &Issuance| json!({"personalized": i.personalized, "sold": i.sold, "deposits_taken_fen": i.deposits_taken.fen(), "returned": i.returned, "deposits_returned_fen": i.deposits_returned.fen(), "loads": i.loads, "loaded_fen": i.loaded.fen()});
+    let mut cells: Vec<Vec<String>> = rows.iter().map(|(d, i)| line(d.to_string(), i)).collect();
+    cells.push(line("total".into(), total));
+    let days: Vec<Value> = rows
+        .iter()
+        .map(|(d, i)| {
+            let mut v = as_json(i);
+            v["day"] = json!(d.to_string());
+            v
+        })
+        .collect();
+    emit(
+        &[
+            "day",
+            "personalized",
+            "sold",
+            "deposits_taken",
+            "returned",
+            "deposits_returned",
+            "loads",
+            "loaded",
+        ],
+        &cells,
+        json!({"days": days, "total": as_json(total)}),
+        format,
+    )
+}
+
+/// An open grey lock as reported: where it was taken, how long it has been open, and
+/// whether that is longer than the network allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GreyLock {
+    pub lock: OpenLock,
+    /// The site of the node that logged it, if known.
+    pub site: Option<SiteId>,
+    pub open_ms: u64,
+    pub stale: bool,
+}
+
+/// The open grey locks `scope` may see, oldest first, judged at `now_ms` against
+/// `max_age_ms`.
+pub fn grey_locks(
+    store: &Store,
+    now_ms: u64,
+    max_age_ms: u64,
+    scope: &Scope,
+) -> Result<Vec<GreyLock>, HqError> {
+    let reg = registry(store)?;
+    let sites = node_sites(store)?;
+    Ok(store
+        .open_grey_locks()?
+        .into_iter()
+        .map(|lock| GreyLock {
+            site: sites.get(&lock.at.origin).cloned(),
+            open_ms: now_ms.saturating_sub(lock.hlc.millis),
+            stale: locks::is_stale(lock.hlc, now_ms, max_age_ms),
+            lock,
+        })
+        .filter(|g| g.site.as_ref().is_some_and(|s| scope.sees_site(&reg, s)))
+        .collect())
+}
+
+pub fn render_grey_locks(rows: &[GreyLock], max_age_ms: u64, format: Format) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|g| {
+            vec![
+                g.lock.asn.to_string(),
+                g.site.as_ref().map_or("?".into(), ToString::to_string),
+                format!("{}#{}", g.lock.at.origin.short(), g.lock.at.seq),
+                g.lock.hlc.millis.to_string(),
+                (g.open_ms / 60_000).to_string(),
+                if g.stale { "stale" } else { "open" }.into(),
+            ]
+        })
+        .collect();
+    let json: Vec<Value> = rows
+        .iter()
+        .map(|g| json!({"card": g.lock.asn.to_string(), "site": g.site.as_ref().map(|s| s.as_str()), "entry": format!("{}#{}", g.lock.at.origin, g.lock.at.seq), "locked_at_ms": g.lock.hlc.millis, "open_ms": g.open_ms, "stale": g.stale}))
+        .collect();
+    let columns = ["card", "site", "entry", "locked_at_ms", "open_min", "state"];
+    match format {
+        Format::Table => format!(
+            "open grey locks (stale after {} min)\n{}",
+            max_age_ms / 60_000,
+            table(&columns, &cells)
+        ),
+        _ => emit(
+            &columns,
+            &cells,
+            json!({"max_age_ms": max_age_ms, "locks": json}),
+            format,
+        ),
+    }
+}
+
 /// The risk picture: alarms in the span, every anomaly found, open grey locks (those
-/// older than the allowed age marked stale), the float and per-site freshness.
+/// older than the allowed age marked stale), the float and per-site freshness; for a
+/// merchant, only what happened at its sites, and no network float.
 pub struct Risk {
     pub span: Span,
     pub alarms: BTreeMap<String, u64>,
     pub anomalies: Vec<(Anomaly, bool)>,
-    pub open_locks: Vec<(OpenLock, bool)>,
-    pub float: Money,
+    pub open_locks: Vec<GreyLock>,
+    pub float: Option<Money>,
     pub freshness: Vec<(SiteId, Freshness)>,
 }
 
-pub fn risk(store: &Store, span: Span, now_ms: u64, max_lock_age_ms: u64) -> Result<Risk, HqError> {
+pub fn risk(
+    store: &Store,
+    span: Span,
+    now_ms: u64,
+    max_lock_age_ms: u64,
+    scope: &Scope,
+) -> Result<Risk, HqError> {
+    let reg = registry(store)?;
+    let sites = node_sites(store)?;
+    let seen = |node: &NodeId| sites.get(node).is_some_and(|s| scope.sees_site(&reg, s));
     Ok(Risk {
         span,
-        alarms: span_totals(store, span, None)?.alarms,
-        anomalies: store.anomalies()?,
-        open_locks: store
-            .open_grey_locks()?
+        alarms: span_totals(store, span, scope)?.alarms,
+        anomalies: store
+            .anomalies()?
             .into_iter()
-            .map(|l| (l, now_ms.saturating_sub(l.hlc.millis) > max_lock_age_ms))
+            .filter(|(a, _)| seen(&a.at.origin))
             .collect(),
-        float: store.network_totals()?.float_delta,
-        freshness: store.freshness()?,
+        open_locks: grey_locks(store, now_ms, max_lock_age_ms, scope)?,
+        float: match scope {
+            Scope::Network => Some(store.network_totals()?.float_delta),
+            Scope::Merchant(_) => None,
+        },
+        freshness: freshness(store, scope)?,
     })
 }
 
+/// Per site the scope may see: when this node last received an entry about it.
+pub fn freshness(store: &Store, scope: &Scope) -> Result<Vec<(SiteId, Freshness)>, HqError> {
+    let reg = registry(store)?;
+    Ok(store
+        .freshness()?
+        .into_iter()
+        .filter(|(s, _)| scope.sees_site(&reg, s))
+        .collect())
+}
+
 pub fn render_risk(r: &Risk, format: Format) -> String {
+    let float = r.float.map_or("-".to_string(), |f| f.to_string());
     match format {
         Format::Json => {
             let anomalies: Vec<Value> = r.anomalies.iter().map(|(a, answered)| json!({"card": a.asn.to_string(), "kind": a.kind.name(), "entry": format!("{}#{}", a.at.origin, a.at.seq), "detail": a.detail, "answered": answered})).collect();
-            let locks: Vec<Value> = r.open_locks.iter().map(|(l, stale)| json!({"card": l.asn.to_string(), "entry": format!("{}#{}", l.at.origin, l.at.seq), "locked_at_ms": l.hlc.millis, "stale": stale})).collect();
+            let locks: Vec<Value> = r.open_locks.iter().map(|g| json!({"card": g.lock.asn.to_string(), "entry": format!("{}#{}", g.lock.at.origin, g.lock.at.seq), "locked_at_ms": g.lock.hlc.millis, "stale": g.stale})).collect();
             let fresh: Vec<Value> = r
                 .freshness
                 .iter()
@@ -448,7 +768,7 @@ pub fn render_risk(r: &Risk, format: Format) -> String {
                 .collect();
             format!(
                 "{:#}\n",
-                json!({"span": r.span.to_string(), "alarms": r.alarms, "anomalies": anomalies, "open_grey_locks": locks, "float_fen": r.float.fen(), "freshness": fresh})
+                json!({"span": r.span.to_string(), "alarms": r.alarms, "anomalies": anomalies, "open_grey_locks": locks, "float_fen": r.float.map(Money::fen), "freshness": fresh})
             )
         }
         Format::Csv => {
@@ -465,27 +785,34 @@ pub fn render_risk(r: &Risk, format: Format) -> String {
                     a.at.origin.short(),
                     a.at.seq,
                     a.detail.replace(',', ";"),
-                    if *answered { " (blocked)" } else { "" }
+                    if *answered { " (answered)" } else { "" }
                 );
             }
-            for (l, stale) in &r.open_locks {
+            for g in &r.open_locks {
                 let _ = writeln!(
                     out,
                     "grey_lock,{},{},{}#{},locked at {} ms",
-                    l.asn,
-                    if *stale { "stale" } else { "open" },
-                    l.at.origin.short(),
-                    l.at.seq,
-                    l.hlc.millis
+                    g.lock.asn,
+                    if g.stale { "stale" } else { "open" },
+                    g.lock.at.origin.short(),
+                    g.lock.at.seq,
+                    g.lock.hlc.millis
                 );
             }
-            let _ = writeln!(out, "float,,,,{}", r.float);
+            for (s, f) in &r.freshness {
+                let _ = writeln!(
+                    out,
+                    "freshness,,{s},,{} entries; last received at {} ms",
+                    f.entries, f.received_ms
+                );
+            }
+            let _ = writeln!(out, "float,,,,{float}");
             out
         }
         Format::Table => {
             let mut out = format!(
-                "risk report for {}\nfloat (sum of all card balances): {}\n",
-                r.span, r.float
+                "risk report for {}\nfloat (sum of all card balances): {float}\n",
+                r.span
             );
             out.push_str("alarms:\n");
             for (kind, n) in &r.alarms {
@@ -499,23 +826,23 @@ pub fn render_risk(r: &Risk, format: Format) -> String {
                     a.asn,
                     a.kind.name(),
                     a.detail,
-                    if *answered {
-                        " [alarm raised, card blocked]"
-                    } else {
-                        " [not yet answered: run `cardmesh report audit`]"
+                    match (answered, a.kind.blocks()) {
+                        (true, true) => " [alarm raised, card blocked]",
+                        (true, false) => " [alarm raised]",
+                        (false, _) => " [not yet answered: HQ answers it at its next audit]",
                     }
                 );
             }
             out.push_str("open grey locks:\n");
-            for (l, stale) in &r.open_locks {
+            for g in &r.open_locks {
                 let _ = writeln!(
                     out,
                     "  card {} locked by {}#{} at {} ms{}",
-                    l.asn,
-                    l.at.origin.short(),
-                    l.at.seq,
-                    l.hlc.millis,
-                    if *stale { " STALE" } else { "" }
+                    g.lock.asn,
+                    g.lock.at.origin.short(),
+                    g.lock.at.seq,
+                    g.lock.hlc.millis,
+                    if g.stale { " STALE" } else { "" }
                 );
             }
             out.push_str(&freshness_text(&r.freshness));

@@ -4,25 +4,40 @@
 //! settlement entry per merchant appended to HQ's feed in one commit that first checks
 //! the period was never settled. A period already settled is skipped by a clearing run
 //! and refused by an explicit one, before and after any restart (the check reads the
-//! settlements folded from the feed).
+//! settlements folded from the feed). A merchant's own staff (`Scope::Merchant`) see
+//! their merchant's terms, lines and settled periods only, and run no clearing.
 
 use super::HqError;
 use super::report;
 use crate::store::Store;
+use cardmesh_model::body::EntryRef;
 use cardmesh_model::docs::network::NetworkRegistry;
 use cardmesh_model::docs::{DocName, merchants};
-use cardmesh_model::settlement::{self, ClearingLine, MerchantTerms, Period};
+use cardmesh_model::report::Scope;
+use cardmesh_model::settlement::{self, ClearingLine, MerchantTerms, Period, SettlementRecord};
 use cardmesh_model::{BusinessDay, Entry, Hash, MerchantId, Money, Role};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Every merchant's terms, from the network registry.
-pub fn merchants(store: &Store) -> Result<BTreeMap<MerchantId, MerchantTerms>, HqError> {
-    Ok(store
+/// The terms of every merchant `scope` may see, from the network registry.
+pub fn merchants(
+    store: &Store,
+    scope: &Scope,
+) -> Result<BTreeMap<MerchantId, MerchantTerms>, HqError> {
+    let mut all = store
         .doc(&DocName::Network)?
         .map(|d| merchants::read(&d))
-        .unwrap_or_default())
+        .unwrap_or_default();
+    all.retain(|m, _| scope.sees_merchant(m));
+    Ok(all)
+}
+
+/// The settled periods (clearing entries) `scope` may see, by merchant then period.
+pub fn settled(store: &Store, scope: &Scope) -> Result<Vec<(EntryRef, SettlementRecord)>, HqError> {
+    let mut all = store.settlements()?;
+    all.retain(|(_, r)| scope.sees_merchant(&r.merchant));
+    Ok(all)
 }
 
 /// One merchant's sales over a period: (operations counted, gross), from the rows of
@@ -33,7 +48,8 @@ pub fn merchant_sales(
     merchant: &MerchantId,
     period: Period,
 ) -> Result<(u64, Money), HqError> {
-    let t = report::totals_between(store, reg, period.from, period.to, Some(merchant))?;
+    let scope = Scope::Merchant(merchant.clone());
+    let t = report::totals_between(store, reg, period.from, period.to, &scope)?;
     let gross = t.sales().map_err(|e| HqError::Overflow(e.to_string()))?;
     Ok((t.sales_count(), gross))
 }
@@ -66,18 +82,28 @@ pub enum Selection {
 }
 
 /// The lines a clearing run would settle, and the merchants it skips because their
-/// period was settled before. Reads only; `run` writes.
+/// period was settled before, of the merchants `scope` may see. Reads only; `run`
+/// writes.
 pub fn compute(
     store: &Store,
     selection: Selection,
+    scope: &Scope,
 ) -> Result<(Vec<ClearingLine>, Skipped), HqError> {
     let role = store.own_certificate().role;
     if role != Role::Hq {
         return Err(HqError::NotHq(role));
     }
-    let terms = merchants(store)?;
+    if let (Selection::One { merchant, .. }, Scope::Merchant(mine)) = (&selection, scope)
+        && merchant != mine
+    {
+        return Err(HqError::NotPermitted(
+            format!("merchant {merchant}'s settlement"),
+            mine.clone(),
+        ));
+    }
+    let terms = merchants(store, scope)?;
     let reg = report::registry(store)?;
-    let settled = store.settlements()?;
+    let settled = settled(store, scope)?;
     let mut plan = Vec::new();
     let mut skipped = Vec::new();
     match selection {
@@ -112,9 +138,18 @@ pub fn compute(
 }
 
 /// Runs a clearing run and writes its file into `out_dir` as
-/// `clearing-<first day>-<last day>.csv`.
-pub fn run(store: &Store, selection: Selection, out_dir: &Path) -> Result<ClearingRun, HqError> {
-    let (lines, skipped) = compute(store, selection)?;
+/// `clearing-<first day>-<last day>.csv`. Only the network (HQ's own staff) settles: a
+/// clearing file holds every merchant's line.
+pub fn run(
+    store: &Store,
+    selection: Selection,
+    out_dir: &Path,
+    scope: &Scope,
+) -> Result<ClearingRun, HqError> {
+    if let Scope::Merchant(mine) = scope {
+        return Err(HqError::NotPermitted("a clearing run".into(), mine.clone()));
+    }
+    let (lines, skipped) = compute(store, selection, scope)?;
     if lines.is_empty() {
         return Ok(ClearingRun {
             lines,
@@ -180,12 +215,17 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), HqError> {
     Ok(())
 }
 
-/// Every merchant's terms and the sites that belong to it, for `settle merchants`.
-pub fn merchant_sites(store: &Store) -> Result<BTreeMap<MerchantId, Vec<String>>, HqError> {
+/// The sites of each merchant `scope` may see, for `settle list`.
+pub fn merchant_sites(
+    store: &Store,
+    scope: &Scope,
+) -> Result<BTreeMap<MerchantId, Vec<String>>, HqError> {
     let reg = report::registry(store)?;
     let mut out: BTreeMap<MerchantId, Vec<String>> = BTreeMap::new();
     for (site, info) in reg.sites {
-        out.entry(info.merchant).or_default().push(site.to_string());
+        if scope.sees_merchant(&info.merchant) {
+            out.entry(info.merchant).or_default().push(site.to_string());
+        }
     }
     Ok(out)
 }

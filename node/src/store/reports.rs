@@ -91,6 +91,7 @@ pub fn anomaly_key(a: &Anomaly) -> [u8; 49] {
         AnomalyKind::CloneSuspected => 0,
         AnomalyKind::BalanceBreak => 1,
         AnomalyKind::BadTac => 2,
+        AnomalyKind::StaleGreyLock => 3,
     };
     k[9..].copy_from_slice(&entry_key(&a.at.origin, a.at.seq));
     k
