@@ -28,8 +28,7 @@ use cardmesh_model::registry::CardRecord;
 use cardmesh_model::report::{Totals, TxnClass};
 use cardmesh_model::settlement::{day_of, days_from_civil};
 use cardmesh_model::{
-    BusinessDay, CardAsn, Money, NodeKey, OperatorId, ProductId, Quantity, Role, SiteId,
-    TerminalId,
+    BusinessDay, CardAsn, Money, NodeKey, OperatorId, ProductId, Quantity, Role, SiteId, TerminalId,
 };
 use cardmesh_tui::{
     Answer, CardDetails, Dashboard, Failure, HistoryRow, LinkRow, NodeSummary, Nodes, Operator,
@@ -123,7 +122,9 @@ pub fn price_from(text: &str, now_ms: i64, utc_offset_min: i32) -> Result<i64, S
     }
     let at = days * DAY_MS - i64::from(utc_offset_min) * 60_000;
     if at < now_ms - DAY_MS {
-        return Err(format!("{text} is past: a price change takes effect now or later"));
+        return Err(format!(
+            "{text} is past: a price change takes effect now or later"
+        ));
     }
     Ok(at)
 }
@@ -352,7 +353,12 @@ impl Seat<'_> {
         Ok(Quote { lines, total })
     }
 
-    fn sell(&self, card: CardAsn, basket: &[(String, Quantity)], pin: Option<&str>) -> Answer<Sale> {
+    fn sell(
+        &self,
+        card: CardAsn,
+        basket: &[(String, Quantity)],
+        pin: Option<&str>,
+    ) -> Answer<Sale> {
         let pos = self.pos()?;
         let pin = pin.map(Pin::parse).transpose().map_err(plain)?;
         let mut purse = self.purse(card)?;
@@ -418,7 +424,9 @@ impl Seat<'_> {
         let status = record
             .as_ref()
             .and_then(CardRecord::status)
-            .map_or("unknown here".to_string(), |s| format!("{s:?}").to_lowercase());
+            .map_or("unknown here".to_string(), |s| {
+                format!("{s:?}").to_lowercase()
+            });
         let history = ledger
             .iter()
             .rev()
@@ -644,17 +652,32 @@ impl Seat<'_> {
         Ok(format!("wrote {} rows to {}", r.rows.len(), path.display()))
     }
 
-    fn sync_usb(&self, stick: &Path, key: &NetworkKey, progress: &mut dyn FnMut(u16)) -> Answer<String> {
+    fn sync_usb(
+        &self,
+        stick: &Path,
+        key: &NetworkKey,
+        progress: &mut dyn FnMut(u16),
+    ) -> Answer<String> {
         let mut report = |p: usb::Progress| {
-            let half = if p.total == 0 { 1000 } else { p.done * 1000 / p.total } as u16 / 2;
+            let permille = (p.done * 1000)
+                .checked_div(p.total)
+                .unwrap_or(1000)
+                .min(1000);
+            let half = permille as u16 / 2;
             progress(match p.phase {
                 usb::Phase::Reading => half,
                 usb::Phase::Writing => 500 + half,
             });
         };
         std::fs::create_dir_all(stick).map_err(plain)?;
-        let r = usb::sync_stick(self.store(), key, &usb::stick_folder(stick), USB_BUDGET, &mut report)
-            .map_err(plain)?;
+        let r = usb::sync_stick(
+            self.store(),
+            key,
+            &usb::stick_folder(stick),
+            USB_BUDGET,
+            &mut report,
+        )
+        .map_err(plain)?;
         progress(1000);
         Ok(format!(
             "USB stick: took {} entries, wrote {}{}",
@@ -794,7 +817,9 @@ impl Nodes for Cluster {
             .pos()?
             .report_lost(card)
             .map_err(pos_failure)?;
-        Ok(format!("card {card} is blacklisted as lost; syncing spreads the block"))
+        Ok(format!(
+            "card {card} is blacklisted as lost; syncing spreads the block"
+        ))
     }
 
     fn unblock(&self, index: usize, card: CardAsn) -> Answer<String> {
@@ -852,7 +877,9 @@ static PCSC: CardSource = CardSource::Reader(String::new());
 fn stick_mount() -> Answer<PathBuf> {
     match usb::find_removable_mounts().as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(plain("no removable drive is mounted: plug the USB stick in")),
+        [] => Err(plain(
+            "no removable drive is mounted: plug the USB stick in",
+        )),
         many => Err(plain(format!(
             "{} removable drives are mounted: leave only the stick in",
             many.len()
@@ -1019,7 +1046,11 @@ mod tests {
         let at = price_from("2025-12-01", now, 480).unwrap();
         assert_eq!(local_time(at, 480), "2025-12-01 00:00");
         assert!(price_from("2025-02-30", now, 480).is_err());
-        assert!(price_from("2020-01-01", now, 480).unwrap_err().contains("past"));
+        assert!(
+            price_from("2020-01-01", now, 480)
+                .unwrap_err()
+                .contains("past")
+        );
         assert!(price_from("tomorrow", now, 480).is_err());
     }
 

@@ -211,13 +211,17 @@ fn fill_wallet(dir: &Path, masters: &MasterKeys) -> Result<(), DemoError> {
 }
 
 /// Loads at HQ and purchases at the shops and the station over the three business days
-/// before today, through each node's POS with the clock set to that day and hour.
+/// before today, and a few at shop-2 and the station earlier today (the dashboard's
+/// chart), through each node's POS with the clock set to that day and hour. Shop-1's
+/// today is left empty: it is where the demo's user sells.
 fn history(cluster: &Cluster, cards: &CardSource, now: i64) -> Result<(), DemoError> {
     let CardSource::Wallet(dir) = cards else {
         return Ok(());
     };
     let day_start = now - (now + i64::from(UTC_OFFSET_MIN) * 60_000).rem_euclid(DAY_MS);
     let at = |days_ago: i64, hour: i64| (day_start - days_ago * DAY_MS + hour * 3_600_000) as u64;
+    // Today's sales fall in the part of today already gone, in quarters of it.
+    let today = |quarter: i64| (day_start + (now - day_start) * quarter / 4) as u64;
     let card = |n: usize| demo_cards()[n].0;
     let pin = Pin::parse(CARD_PIN).map_err(|e| DemoError::Wallet(e.to_string()))?;
     let purse = |asn: CardAsn| -> Result<_, DemoError> {
@@ -254,9 +258,24 @@ fn history(cluster: &Cluster, cards: &CardSource, now: i64) -> Result<(), DemoEr
         (1, 13, 1, "shop1-mgr", 3, "popcorn", 2),
         (1, 20, 3, "fuel-cash", 3, "diesel-0", 10),
     ];
-    for (days_ago, hour, node, operator, n, product, qty) in sales {
-        let pos = till(node, operator, at(days_ago, hour))?;
-        let mut sam = software_sam(cluster.nodes()[node].store(), cluster.key(node), pos.terminal())?;
+    let earlier_today = [
+        (today(1), 2, "shop2-mgr", 1, "cola", 2),
+        (today(2), 3, "fuel-cash", 0, "petrol-92", 12),
+        (today(3), 2, "shop2-mgr", 4, "popcorn", 1),
+    ];
+    let all = sales
+        .into_iter()
+        .map(|(days_ago, hour, node, operator, n, product, qty)| {
+            (at(days_ago, hour), node, operator, n, product, qty)
+        })
+        .chain(earlier_today);
+    for (when, node, operator, n, product, qty) in all {
+        let pos = till(node, operator, when)?;
+        let mut sam = software_sam(
+            cluster.nodes()[node].store(),
+            cluster.key(node),
+            pos.terminal(),
+        )?;
         let basket = [BasketLine {
             product: product.parse().expect("valid product id"),
             quantity: Quantity::pieces(qty),

@@ -188,14 +188,17 @@ impl State {
     }
 }
 
+/// What a refresh reads of one node.
+pub struct Refreshed {
+    node: usize,
+    summary: Answer<NodeSummary>,
+    dashboard: Answer<Dashboard>,
+    wallet: Answer<Vec<WalletCard>>,
+}
+
 /// A worker's reply, applied to the state on the UI thread.
 pub enum Reply {
-    Refreshed {
-        node: usize,
-        summary: Answer<NodeSummary>,
-        dashboard: Answer<Dashboard>,
-        wallet: Answer<Vec<WalletCard>>,
-    },
+    Refreshed(Box<Refreshed>),
     LoggedIn(usize, Answer<Operator>),
     LoggedOut(usize, Answer<()>),
     Quoted(Answer<Quote>),
@@ -253,11 +256,13 @@ impl App {
         let node = self.state.node;
         self.job(
             "",
-            Box::new(move |n, _| Reply::Refreshed {
-                node,
-                summary: n.summary(node),
-                dashboard: n.dashboard(node),
-                wallet: n.wallet(node),
+            Box::new(move |n, _| {
+                Reply::Refreshed(Box::new(Refreshed {
+                    node,
+                    summary: n.summary(node),
+                    dashboard: n.dashboard(node),
+                    wallet: n.wallet(node),
+                }))
             }),
         );
     }
@@ -292,12 +297,13 @@ impl App {
     fn apply(&mut self, reply: Reply) {
         let s = &mut self.state;
         match reply {
-            Reply::Refreshed {
-                node,
-                summary,
-                dashboard,
-                wallet,
-            } => {
+            Reply::Refreshed(r) => {
+                let Refreshed {
+                    node,
+                    summary,
+                    dashboard,
+                    wallet,
+                } = *r;
                 self.refreshing = false;
                 if node != s.node {
                     return self.refresh();
@@ -457,10 +463,7 @@ impl App {
                 self.switched_node();
             }
             KeyCode::Char('/') => self.ask("filter", false, Ask::Filter),
-            KeyCode::Char('s') => self.job(
-                "syncing",
-                Box::new(|n, _| Reply::Done(n.sync_all())),
-            ),
+            KeyCode::Char('s') => self.job("syncing", Box::new(|n, _| Reply::Done(n.sync_all()))),
             KeyCode::Char('r') => self.refresh(),
             KeyCode::Esc if !self.state.filter.is_empty() => self.state.filter.clear(),
             _ => return false,
@@ -578,13 +581,14 @@ impl App {
                     false,
                     Ask::PriceFrom { product, price },
                 ),
-                _ => {
-                    self.state.message =
-                        format!("'{value}' is not a price in yuan (like 7.89)")
-                }
+                _ => self.state.message = format!("'{value}' is not a price in yuan (like 7.89)"),
             },
             Ask::PriceFrom { product, price } => {
-                let from = if value.is_empty() { "now".into() } else { value };
+                let from = if value.is_empty() {
+                    "now".into()
+                } else {
+                    value
+                };
                 self.job(
                     "changing the price",
                     Box::new(move |n, _| Reply::Done(n.set_price(node, &product, price, &from))),
@@ -732,7 +736,9 @@ impl App {
             (KeyCode::Up | KeyCode::Left, _) => self.step_card(false),
             (KeyCode::Down | KeyCode::Right, _) => self.step_card(true),
             (KeyCode::Enter, _) => self.present(),
-            (KeyCode::Char('l'), Some(_)) => self.ask("amount to load (yuan)", false, Ask::LoadAmount),
+            (KeyCode::Char('l'), Some(_)) => {
+                self.ask("amount to load (yuan)", false, Ask::LoadAmount)
+            }
             (KeyCode::Char('p'), Some(_)) => self.ask("current card PIN", true, Ask::OldPin),
             (KeyCode::Char('!'), Some(card)) => self.job(
                 "reporting the card lost",
@@ -911,7 +917,10 @@ mod tests {
         assert_eq!(app.state().tab, Tab::Login);
         press(&mut app, KeyCode::Char('3'));
         assert_eq!(app.state().tab, Tab::Login);
-        assert_eq!(app.state().message, "Sell is not open to anyone not logged in");
+        assert_eq!(
+            app.state().message,
+            "Sell is not open to anyone not logged in"
+        );
     }
 
     #[test]
@@ -936,7 +945,13 @@ mod tests {
         }
         assert_eq!(
             seen,
-            vec![Tab::Dashboard, Tab::Sell, Tab::Cards, Tab::Login, Tab::Dashboard]
+            vec![
+                Tab::Dashboard,
+                Tab::Sell,
+                Tab::Cards,
+                Tab::Login,
+                Tab::Dashboard
+            ]
         );
         press(&mut app, KeyCode::BackTab);
         assert_eq!(app.state().tab, Tab::Login);
@@ -964,7 +979,12 @@ mod tests {
         login(&mut app, "shop1-mgr", "2222");
         press(&mut app, KeyCode::Char('/'));
         typed(&mut app, "PETROL");
-        let names: Vec<_> = app.state().products().iter().map(|p| p.id.clone()).collect();
+        let names: Vec<_> = app
+            .state()
+            .products()
+            .iter()
+            .map(|p| p.id.clone())
+            .collect();
         assert_eq!(names, vec!["petrol-92"]);
         press(&mut app, KeyCode::Esc);
         assert_eq!(app.state().products().len(), 4);
@@ -980,7 +1000,10 @@ mod tests {
             press(&mut app, KeyCode::Down);
         }
         press(&mut app, KeyCode::Char('+'));
-        assert_eq!(app.state().sell.quote.as_ref().unwrap().total.to_string(), "45.00");
+        assert_eq!(
+            app.state().sell.quote.as_ref().unwrap().total.to_string(),
+            "45.00"
+        );
         press(&mut app, KeyCode::Enter);
         let prompt = app.state().prompt.clone().expect("a PIN prompt");
         assert!(prompt.secret);
@@ -998,7 +1021,10 @@ mod tests {
         login(&mut app, "shop1-cash", "1111");
         press(&mut app, KeyCode::Char('3'));
         press(&mut app, KeyCode::Enter);
-        assert_eq!(app.state().message, "the basket is empty: add products with +");
+        assert_eq!(
+            app.state().message,
+            "the basket is empty: add products with +"
+        );
         press(&mut app, KeyCode::Char('+'));
         press(&mut app, KeyCode::Char('+'));
         press(&mut app, KeyCode::Char('-'));

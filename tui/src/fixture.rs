@@ -25,7 +25,13 @@ pub fn prices() -> Vec<PriceLine> {
     };
     vec![
         p("petrol-92", "92# petrol", "L", 768, None),
-        p("diesel-0", "0# diesel", "L", 789, Some(("2026-11-23 00:00", 812))),
+        p(
+            "diesel-0",
+            "0# diesel",
+            "L",
+            789,
+            Some(("2026-11-23 00:00", 812)),
+        ),
         p("cola", "Cola 330ml", "pc", 300, None),
         p("ticket", "Cinema ticket", "ticket", 4500, None),
     ]

@@ -22,9 +22,7 @@ pub fn render(frame: &mut Frame, s: &State) {
     ])
     .areas(frame.area());
     let tabs = s.tabs();
-    let titles = tabs
-        .iter()
-        .map(|t| format!("{} {}", number(*t), t.title()));
+    let titles = tabs.iter().map(|t| format!("{} {}", number(*t), t.title()));
     let node = s.nodes.get(s.node).map_or("", String::as_str);
     let tab_bar = Tabs::new(titles)
         .select(tabs.iter().position(|t| *t == s.tab))
@@ -69,9 +67,9 @@ fn number(t: Tab) -> usize {
 /// Node, operator, link state, filter and the last message (or what is in progress).
 fn status_line(s: &State) -> String {
     let node = s.nodes.get(s.node).map_or("-", String::as_str);
-    let operator = s
-        .operator()
-        .map_or("not logged in".to_string(), |o| format!("{} ({})", o.id, o.role));
+    let operator = s.operator().map_or("not logged in".to_string(), |o| {
+        format!("{} ({})", o.id, o.role)
+    });
     let mut parts = vec![node.to_string(), operator, s.link_state()];
     if !s.filter.is_empty() {
         parts.push(format!("filter '{}'", s.filter));
@@ -110,18 +108,27 @@ fn login(frame: &mut Frame, area: Rect, s: &State) {
         Line::from("Your role decides which screens you see and what you may do."),
         Line::from(""),
     ];
-    lines.extend(s.login_hint.lines().map(|l| Line::from(l.to_string()).dim()));
+    lines.extend(
+        s.login_hint
+            .lines()
+            .map(|l| Line::from(l.to_string()).dim()),
+    );
     frame.render_widget(Paragraph::new(lines).block(bordered("login")), area);
 }
 
 fn dashboard(frame: &mut Frame, area: Rect, s: &State) {
     let Some(d) = &s.dashboard else {
-        frame.render_widget(Paragraph::new("reading the node…").block(bordered("dashboard")), area);
+        frame.render_widget(
+            Paragraph::new("reading the node…").block(bordered("dashboard")),
+            area,
+        );
         return;
     };
-    let [upper, links] =
-        Layout::vertical([Constraint::Min(8), Constraint::Length(d.links.len() as u16 + 3)])
-            .areas(area);
+    let [upper, links] = Layout::vertical([
+        Constraint::Min(8),
+        Constraint::Length(d.links.len() as u16 + 3),
+    ])
+    .areas(area);
     let [chart, side] =
         Layout::horizontal([Constraint::Length(52), Constraint::Min(20)]).areas(upper);
     hour_chart(frame, chart, d);
@@ -185,11 +192,7 @@ fn hour_chart(frame: &mut Frame, area: Rect, d: &Dashboard) {
     ])
     .areas(inner);
     frame.render_widget(
-        Paragraph::new(format!(
-            "{}: {} sales, {} yuan",
-            d.day, d.count, d.sales
-        ))
-        .bold(),
+        Paragraph::new(format!("{}: {} sales, {} yuan", d.day, d.count, d.sales)).bold(),
         head,
     );
     let bars: Vec<Bar> = d
@@ -237,7 +240,17 @@ fn link_table(frame: &mut Frame, area: Rect, s: &State, cursor: Option<usize>) {
                 Constraint::Min(10),
             ],
         )
-        .header(Row::new(vec!["peer", "link", "last sync", "to send", "to get", "state"]).bold())
+        .header(
+            Row::new(vec![
+                "peer",
+                "link",
+                "last sync",
+                "to send",
+                "to get",
+                "state",
+            ])
+            .bold(),
+        )
         .block(bordered("sync links")),
         area,
     );
@@ -279,7 +292,11 @@ fn sell(frame: &mut Frame, area: Rect, s: &State) {
         left,
     );
 
-    let receipt_rows = s.sell.sale.as_ref().map_or(3, |r| r.receipt.len() as u16 + 2);
+    let receipt_rows = s
+        .sell
+        .sale
+        .as_ref()
+        .map_or(3, |r| r.receipt.len() as u16 + 2);
     let [card, basket, receipt] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Min(5),
@@ -312,13 +329,16 @@ fn sell(frame: &mut Frame, area: Rect, s: &State) {
                     l.amount.to_string(),
                 ]));
             }
-            lines.push(Row::new(vec![
-                "total".to_string(),
-                String::new(),
-                String::new(),
-                String::new(),
-                q.total.to_string(),
-            ]).bold());
+            lines.push(
+                Row::new(vec![
+                    "total".to_string(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    q.total.to_string(),
+                ])
+                .bold(),
+            );
         }
         None if s.sell.basket.is_empty() => {}
         None => lines.push(Row::new(vec!["pricing…".to_string()])),
@@ -354,7 +374,7 @@ fn price_or_none(p: Option<Money>) -> String {
 
 fn cards(frame: &mut Frame, area: Rect, s: &State) {
     let [left, right] =
-        Layout::horizontal([Constraint::Length(44), Constraint::Min(30)]).areas(area);
+        Layout::horizontal([Constraint::Length(52), Constraint::Min(30)]).areas(area);
     let rows = s.cards().into_iter().map(|(i, c)| {
         cursor_row(
             Row::new(vec![c.asn.to_string(), c.label.clone()]),
@@ -377,9 +397,8 @@ fn cards(frame: &mut Frame, area: Rect, s: &State) {
     };
     let [facts, history] =
         Layout::vertical([Constraint::Length(7), Constraint::Min(3)]).areas(right);
-    let fact = |k: &str, v: String| {
-        Line::from(vec![Span::from(format!("{k:<9}")).bold(), Span::from(v)])
-    };
+    let fact =
+        |k: &str, v: String| Line::from(vec![Span::from(format!("{k:<9}")).bold(), Span::from(v)]);
     let lines = vec![
         fact("card", d.asn.to_string()),
         fact("holder", d.holder.clone()),
@@ -511,7 +530,10 @@ fn reports(frame: &mut Frame, area: Rect, s: &State) {
     };
     let title = format!("{period} report  d daily · m monthly · e export CSV");
     let Some(r) = &s.report else {
-        frame.render_widget(Paragraph::new("reading the report…").block(bordered(&title)), area);
+        frame.render_widget(
+            Paragraph::new("reading the report…").block(bordered(&title)),
+            area,
+        );
         return;
     };
     let [chart, table] =
@@ -589,10 +611,7 @@ fn help(frame: &mut Frame, area: Rect, tab: Tab) {
         ],
         Tab::Reports => &["d daily · m monthly · e export CSV to a file"],
     };
-    let mut text = vec![
-        Line::from(tab.title()).bold(),
-        Line::from(""),
-    ];
+    let mut text = vec![Line::from(tab.title()).bold(), Line::from("")];
     text.extend(screen.iter().map(|l| Line::from(*l)));
     text.extend(
         [
@@ -719,7 +738,10 @@ mod tests {
         let mut s = state(Tab::Prices);
         s.filter = "diesel".into();
         let screen = draw(&s);
-        assert!(screen.contains("0# diesel") && !screen.contains("Cola"), "{screen}");
+        assert!(
+            screen.contains("0# diesel") && !screen.contains("Cola"),
+            "{screen}"
+        );
         assert!(screen.contains("filter 'diesel'"), "{screen}");
     }
 }
