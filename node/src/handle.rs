@@ -1,5 +1,6 @@
 //! The node's public handle: what front ends may ask of a node and tell it to do. The
-//! console reaches nodes only through `cardmesh_tui::Nodes`, implemented here.
+//! console reaches nodes only through `cardmesh_tui::Nodes`, implemented over these
+//! handles in [`crate::console`].
 
 use crate::identity::{self, DataDir, IdentityError};
 use crate::link::NodeSync;
@@ -10,9 +11,10 @@ use crate::status::NodeStatus;
 use crate::store::{Clock, Store, StoreError};
 use cardmesh_model::NodeKey;
 use cardmesh_model::docs::{DocName, pricebook};
-use cardmesh_tui::{FeedRow, NodeSummary, Nodes, PriceLine};
+use cardmesh_tui::{FeedRow, NodeSummary, PriceLine};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone)]
 pub struct Node {
@@ -42,6 +44,10 @@ impl Node {
         &self.name
     }
 
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// The store, for the node's own subsystems (POS, sync, reports); not for front ends.
     pub fn store(&self) -> &Store {
         &self.store
@@ -56,6 +62,7 @@ impl Node {
             .unwrap_or_default();
         let now = self.clock.now_ms() as i64;
         let c = &status.cert;
+        let offset = crate::console::utc_offset(&self.store, &c.site)?;
         Ok(NodeSummary {
             node: c.node.short(),
             role: c.role,
@@ -81,9 +88,16 @@ impl Node {
                 .products
                 .iter()
                 .map(|(id, p)| PriceLine {
+                    id: id.to_string(),
                     name: p.name.clone(),
                     unit: p.unit.clone(),
                     price: book.prices.at(id, now).map(|(_, m)| m),
+                    next: book.prices.0.get(id).and_then(|changes| {
+                        changes
+                            .range(now + 1..)
+                            .next()
+                            .map(|(at, m)| (crate::console::local_time(*at, offset), *m))
+                    }),
                 })
                 .collect(),
         })
@@ -94,8 +108,19 @@ impl Node {
 /// loopback: a sync round runs a real session over QUIC between every pair.
 pub struct Cluster {
     nodes: Vec<Node>,
+    keys: Vec<NodeKey>,
     links: Vec<IrohLink>,
     runtime: tokio::runtime::Runtime,
+    /// How the last session between two nodes (lower index first) went.
+    sessions: Mutex<BTreeMap<(usize, usize), Session>>,
+    pub(crate) devices: Option<crate::console::DemoDevices>,
+}
+
+/// The end of the last sync session over one link.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub at_ms: u64,
+    pub error: Option<String>,
 }
 
 impl Cluster {
@@ -115,10 +140,14 @@ impl Cluster {
             }
             Ok::<_, LinkError>(links)
         })?;
+        let (nodes, keys) = nodes.into_iter().unzip();
         Ok(Cluster {
-            nodes: nodes.into_iter().map(|(n, _)| n).collect(),
+            nodes,
+            keys,
             links,
             runtime,
+            sessions: Mutex::new(BTreeMap::new()),
+            devices: None,
         })
     }
 
@@ -126,23 +155,49 @@ impl Cluster {
         &self.nodes
     }
 
+    /// The signing key of node `index` (for its POS terminal and SAM).
+    pub fn key(&self, index: usize) -> &NodeKey {
+        &self.keys[index]
+    }
+
     /// One session between every pair; returns the entries applied on both sides.
     pub fn sync_round(&self) -> Result<u64, String> {
         let mut moved = 0;
-        for (i, a) in self.links.iter().enumerate() {
-            for (j, b) in self.links.iter().enumerate().skip(i + 1) {
-                let peer = self.nodes[j].store.node_id();
-                let addr = b.local_addrs()[0];
-                let o = self
-                    .runtime
-                    .block_on(a.sync_with(peer, addr))
-                    .map_err(|e| {
-                        format!("{} <-> {}: {e}", self.nodes[i].name, self.nodes[j].name)
-                    })?;
-                moved += o.stats.entries_applied + o.stats.applied_by_peer;
+        for i in 0..self.nodes.len() {
+            for j in i + 1..self.nodes.len() {
+                moved += self.sync_pair(i, j)?;
             }
         }
         Ok(moved)
+    }
+
+    /// One session from node `i` to node `j`; returns the entries applied on both sides.
+    pub fn sync_pair(&self, i: usize, j: usize) -> Result<u64, String> {
+        let peer = self.nodes[j].store.node_id();
+        let addr = self.links[j].local_addrs()[0];
+        let result = self
+            .runtime
+            .block_on(self.links[i].sync_with(peer, addr))
+            .map(|o| o.stats.entries_applied + o.stats.applied_by_peer)
+            .map_err(|e| format!("{} <-> {}: {e}", self.nodes[i].name, self.nodes[j].name));
+        let session = Session {
+            at_ms: self.nodes[i].clock.now_ms(),
+            error: result.as_ref().err().cloned(),
+        };
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((i.min(j), i.max(j)), session);
+        result
+    }
+
+    /// How the last session between nodes `i` and `j` went, if there was one.
+    pub fn last_session(&self, i: usize, j: usize) -> Option<Session> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(i.min(j), i.max(j)))
+            .cloned()
     }
 }
 
@@ -154,23 +209,6 @@ impl Drop for Cluster {
     }
 }
 
-impl Nodes for Cluster {
-    fn names(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.name.clone()).collect()
-    }
-
-    fn summary(&self, index: usize) -> Result<NodeSummary, String> {
-        self.nodes[index].summary().map_err(|e| e.to_string())
-    }
-
-    fn sync_all(&self) -> Result<String, String> {
-        let moved = self.sync_round()?;
-        Ok(format!(
-            "synced every pair over iroh (loopback QUIC): {moved} entries moved"
-        ))
-    }
-}
-
 /// A site's own node running for real: its endpoint serving peers, the background loop
 /// dialing the configured ones, and what the console needs to show it.
 pub struct Running {
@@ -179,6 +217,8 @@ pub struct Running {
     link: Option<Arc<IrohLink>>,
     service: Option<SyncService>,
     peers: Vec<crate::config::NamedPeer>,
+    key: NodeKey,
+    dir: DataDir,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -193,6 +233,7 @@ impl Running {
         let identity_err = |e: IdentityError| LinkError::Transport(e.to_string());
         let store = identity::open(dir, clock.clone()).map_err(identity_err)?;
         let key = identity::load_key(dir).map_err(identity_err)?;
+        let signing = key.clone();
         let name = store.own_certificate().site.to_string();
         let node = Node::from_store(&name, store.clone(), clock.clone());
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -215,12 +256,38 @@ impl Running {
             link: Some(link),
             service: Some(service),
             peers: config.peers,
+            key: signing,
+            dir: dir.clone(),
             runtime,
         })
     }
 
     pub fn node(&self) -> &Node {
         &self.node
+    }
+
+    pub fn key(&self) -> &NodeKey {
+        &self.key
+    }
+
+    pub fn data_dir(&self) -> &DataDir {
+        &self.dir
+    }
+
+    /// The configured peers, by name.
+    pub fn peers(&self) -> &[crate::config::NamedPeer] {
+        &self.peers
+    }
+
+    /// One session with a configured peer now; says what moved.
+    pub fn sync_peer(&self, peer: &crate::config::NamedPeer) -> Result<String, LinkError> {
+        let o = self
+            .runtime
+            .block_on(self.link().sync_with(peer.peer.node, peer.peer.addr))?;
+        Ok(format!(
+            "{}: {} in, {} out",
+            peer.name, o.stats.entries_applied, o.stats.applied_by_peer
+        ))
     }
 
     fn link(&self) -> &IrohLink {
@@ -257,38 +324,5 @@ impl Drop for Running {
         if let Some(link) = self.link.take().and_then(|l| Arc::try_unwrap(l).ok()) {
             self.runtime.block_on(link.shutdown());
         }
-    }
-}
-
-impl Nodes for Running {
-    fn names(&self) -> Vec<String> {
-        vec![self.node.name.clone()]
-    }
-
-    fn summary(&self, _index: usize) -> Result<NodeSummary, String> {
-        self.node.summary().map_err(|e| e.to_string())
-    }
-
-    fn sync_all(&self) -> Result<String, String> {
-        if self.peers.is_empty() {
-            return Err(format!(
-                "no peers configured: add [[sync.peer]] entries to {} in the data folder",
-                crate::config::FILE
-            ));
-        }
-        let mut lines = Vec::new();
-        for p in &self.peers {
-            let result = self
-                .runtime
-                .block_on(self.link().sync_with(p.peer.node, p.peer.addr));
-            lines.push(match result {
-                Ok(o) => format!(
-                    "{}: {} in, {} out",
-                    p.name, o.stats.entries_applied, o.stats.applied_by_peer
-                ),
-                Err(e) => format!("{}: {e}", p.name),
-            });
-        }
-        Ok(lines.join("; "))
     }
 }

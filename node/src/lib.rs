@@ -3,6 +3,7 @@
 //! binary is a thin shell over this library.
 
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod handle;
 pub mod hq;

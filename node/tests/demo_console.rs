@@ -1,5 +1,6 @@
 //! `cardmesh demo` as a person sees it: started in a real terminal (tmux), driven with
-//! keys, read off the screen, and gone when quit.
+//! keys, read off the screen, and gone when quit: log in at a shop, read a card, sell to
+//! it, see its balance drop by the basket total, sync, and see the sale at HQ.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -41,8 +42,50 @@ impl Drop for Session {
     }
 }
 
+fn keys(session: &str, keys: &[&str]) {
+    let mut args = vec!["send-keys", "-t", session];
+    args.extend_from_slice(keys);
+    tmux(&args);
+}
+
+/// Types `text` into the prompt and presses Enter.
+fn type_line(session: &str, text: &str) {
+    keys(session, &["-l", text]);
+    keys(session, &["Enter"]);
+}
+
+/// The amount in yuan right after `label` on the screen ("balance 377.00" -> 37700 fen).
+fn fen_after(screen: &str, label: &str) -> i64 {
+    let at = screen
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label:?} in:\n{screen}"));
+    let text: String = screen[at + label.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let (yuan, fen) = text.split_once('.').unwrap_or_else(|| panic!("{text:?}"));
+    yuan.parse::<i64>().unwrap() * 100 + fen.parse::<i64>().unwrap()
+}
+
+fn yuan(fen: i64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+/// Processes whose command line names `needle` (the demo's data folder).
+fn processes_naming(needle: &str) -> Vec<String> {
+    let out = Command::new("pgrep")
+        .args(["-af", needle])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("pgrep"))
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
-fn the_demo_shows_every_node_syncs_on_request_and_quits_cleanly() {
+fn the_demo_sells_to_a_card_syncs_and_shows_the_sale_at_hq_then_quits_cleanly() {
     if Command::new("tmux").arg("-V").output().is_err() {
         assert!(
             std::env::var_os("CARDMESH_REQUIRE_HW").is_none(),
@@ -66,36 +109,86 @@ fn the_demo_shows_every_node_syncs_on_request_and_quits_cleanly() {
         "-s",
         &session,
         "-x",
-        "110",
+        "120",
         "-y",
-        "32",
+        "36",
         &cmd,
     ]);
-
-    let s = wait_for(&session, "(hq at site hq)");
-    assert!(s.contains("hq │ shop-1 │ shop-2 │ station-1"), "{s}");
+    let s = wait_for(&session, "demo operators");
+    assert!(s.contains("nobody is logged in"), "{s}");
     assert!(
-        s.contains("0# diesel") && s.contains("7.89"),
-        "prices are shown: {s}"
-    );
-    assert!(
-        s.contains("1000000000000003"),
-        "the lost card is on the blacklist: {s}"
+        !s.contains("Dashboard"),
+        "nothing but login before logging in: {s}"
     );
 
-    tmux(&["send-keys", "-t", &session, "Right"]);
-    let s = wait_for(&session, "(store at site shop-1)");
+    // shop-1: a wrong PIN is refused in words, the right one opens the manager's tabs.
+    keys(&session, &["n"]);
+    wait_for(&session, "cardmesh · shop-1");
+    keys(&session, &["Enter"]);
+    type_line(&session, "shop1-mgr");
+    type_line(&session, "0000");
+    wait_for(&session, "wrong operator PIN for shop1-mgr");
+    keys(&session, &["Enter"]);
+    type_line(&session, "shop1-mgr");
+    type_line(&session, "2222");
+    let s = wait_for(&session, "shop1-mgr (manager)");
     assert!(
-        s.contains("6 known, 1 blacklisted"),
-        "shop-1 has HQ's cards and the block: {s}"
+        s.contains("Blacklist & prices") && s.contains("Reports"),
+        "{s}"
     );
 
-    tmux(&["send-keys", "-t", &session, "s"]);
+    // Cards: present Zhang Wei's card and read its balance off the screen.
+    keys(&session, &["4"]);
+    wait_for(&session, "Zhang Wei (gold)");
+    keys(&session, &["Enter"]);
+    let s = wait_for(&session, "read: balance ");
+    let before = fen_after(&s, "read: balance ");
+    assert!(
+        s.contains("purchase") && s.contains("load"),
+        "the seeded history: {s}"
+    );
+
+    // Sell three colas (3.00 each, gold members pay 95%) to it.
+    keys(&session, &["3"]);
+    wait_for(&session, "Cola 330ml");
+    keys(&session, &["+", "+", "+"]);
+    let s = wait_for(&session, "-5%");
+    assert!(
+        s.contains("8.55"),
+        "the basket total with the discount: {s}"
+    );
+    keys(&session, &["Enter"]);
+    let after = before - 855;
+    let s = wait_for(
+        &session,
+        &format!("sold 8.55: balance {} -> {}", yuan(before), yuan(after)),
+    );
+    assert!(s.contains("total 8.55"), "the receipt: {s}");
+
+    // The card itself says so too.
+    keys(&session, &["4"]);
+    keys(&session, &["Enter"]);
+    wait_for(&session, &format!("read: balance {}", yuan(after)));
+
+    // Sync, then HQ's dashboard shows the sale at shop-1's terminal, its only one today.
+    keys(&session, &["s"]);
     wait_for(&session, "synced every pair over iroh");
-    tmux(&["send-keys", "-t", &session, "?"]);
-    wait_for(&session, "sync every node with every other");
-    tmux(&["send-keys", "-t", &session, "?"]);
-    tmux(&["send-keys", "-t", &session, "q"]);
+    keys(&session, &["N"]);
+    wait_for(&session, "cardmesh · hq");
+    keys(&session, &["Enter"]);
+    type_line(&session, "hq-admin");
+    type_line(&session, "9999");
+    let s = wait_for(&session, "000000000101");
+    assert!(
+        s.contains("000000000101  1      8.55"),
+        "one sale of 8.55 at shop-1's terminal: {s}"
+    );
+    assert!(s.contains("links 3/3 ok"), "{s}");
+
+    keys(&session, &["?"]);
+    wait_for(&session, "sync every link");
+    keys(&session, &["?"]);
+    keys(&session, &["q"]);
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while Command::new("tmux")
@@ -110,5 +203,10 @@ fn the_demo_shows_every_node_syncs_on_request_and_quits_cleanly() {
     assert!(
         data.join("hq/store.redb").exists(),
         "the demo's stores stay on disk"
+    );
+    let left = processes_naming(&data.display().to_string());
+    assert!(
+        left.is_empty(),
+        "nothing of the demo runs after q: {left:?}"
     );
 }
