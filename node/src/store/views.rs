@@ -7,9 +7,9 @@ use super::error::StoreError;
 use super::reports::ReportTables;
 use super::schema::{self, *};
 use cardmesh_model::blacklist::CardBlocks;
-use cardmesh_model::body::{Body, EntryRef};
+use cardmesh_model::body::{Body, CardTxn, EntryRef};
 use cardmesh_model::registry::{CardRecord, Stamp};
-use cardmesh_model::{Entry, FeedHead, Membership, NodeId};
+use cardmesh_model::{Entry, FeedHead, Hlc, Membership, NodeId};
 use redb::{ReadableTable, Table, WriteTransaction};
 
 /// Every table of the store, open for writing in one transaction.
@@ -92,6 +92,63 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
+    /// The ledger index keys of one card transaction.
+    fn index_txn(
+        &mut self,
+        t: &CardTxn,
+        hlc: Hlc,
+        at: &EntryRef,
+        add: bool,
+    ) -> Result<(), StoreError> {
+        let by_card = schema::card_key(&t.asn, hlc, at);
+        let by_site = schema::site_day_key(&t.site, t.business_day, hlc, at);
+        let by_terminal = schema::terminal_day_key(&t.terminal, t.business_day, hlc, at);
+        if add {
+            self.by_card.insert(&by_card, ())?;
+            self.by_site_day.insert(&by_site, ())?;
+            self.by_terminal_day.insert(&by_terminal, ())?;
+        } else {
+            self.by_card.remove(&by_card)?;
+            self.by_site_day.remove(&by_site)?;
+            self.by_terminal_day.remove(&by_terminal)?;
+        }
+        Ok(())
+    }
+
+    /// Puts a card transaction in the ledger, as `Views::fold_txn` does: a counter that
+    /// already holds the same transaction (completed at two sites) keeps one entry, the
+    /// earlier by (HLC, origin, seq). Returns whether `e` was such a duplicate, which
+    /// the reports must not count again.
+    fn fold_txn(&mut self, t: &CardTxn, e: &Entry) -> Result<bool, StoreError> {
+        let at = e.entry_ref();
+        let Some(space) = t.kind.counter_space() else {
+            self.index_txn(t, e.hlc, &at, true)?;
+            return Ok(false);
+        };
+        let counter = schema::counter_key(&t.asn, space, t.card_counter);
+        let held = self.card_counters.get(&counter)?.map(|v| *v.value());
+        if let Some(held) = held {
+            let first = match self.feeds.get(&held)? {
+                Some(bytes) => schema::decode_entry(bytes.value())?,
+                None => return Err(StoreError::corrupt("a card counter names a missing entry")),
+            };
+            if let Some(first_txn) = first.body.card_txn()
+                && first_txn.same_transaction(t)
+            {
+                if (e.hlc, at) < (first.hlc, first.entry_ref()) {
+                    self.index_txn(first_txn, first.hlc, &first.entry_ref(), false)?;
+                    self.index_txn(t, e.hlc, &at, true)?;
+                    self.card_counters
+                        .insert(&counter, &schema::entry_key(&at.origin, at.seq))?;
+                }
+                return Ok(true);
+            }
+        }
+        self.index_txn(t, e.hlc, &at, true)?;
+        self.fold_counter(&counter, &at)?;
+        Ok(false)
+    }
+
     /// Folds one accepted entry into the views, as `Replica::fold` does, and into the
     /// report views (received at `now_ms`).
     pub fn fold(
@@ -101,10 +158,15 @@ impl<'t> Tables<'t> {
         e: &Entry,
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        let duplicate = match e.body.card_txn() {
+            Some(t) => self.fold_txn(t, e)?,
+            None => false,
+        };
         let site = membership
             .writer(&e.origin, e.seq)
             .map(|m| m.cert.site.clone());
         if let Ok(site) = &site
+            && !duplicate
             && let Err(why) = self
                 .reports
                 .fold(e, site, now_ms, (&self.docs, &self.doc_changes))?
@@ -118,22 +180,15 @@ impl<'t> Tables<'t> {
             Ok(())
         };
         match &e.body {
-            Body::Card(t) => {
-                self.by_card
-                    .insert(&schema::card_key(&t.asn, e.hlc, &at), ())?;
-                self.by_site_day.insert(
-                    &schema::site_day_key(&t.site, t.business_day, e.hlc, &at),
-                    (),
-                )?;
-                self.by_terminal_day.insert(
-                    &schema::terminal_day_key(&t.terminal, t.business_day, e.hlc, &at),
-                    (),
-                )?;
-                if let Some(space) = t.kind.counter_space() {
-                    self.fold_counter(&schema::counter_key(&t.asn, space, t.card_counter), &at)?;
-                }
-            }
+            Body::Card(_) | Body::Completion(_) => {}
             Body::Intent(t) => {
+                // The intent is the durable record of its terminal sequence number: a
+                // SAM reserves numbers in memory and they become durable here, in the
+                // same commit as the intent, before the card ever sees them.
+                let reserved = self.term_seq.get(&t.terminal.0)?.map_or(0, |v| v.value());
+                if t.term_seq > reserved {
+                    self.term_seq.insert(&t.terminal.0, t.term_seq)?;
+                }
                 let key = schema::entry_key(&at.origin, at.seq);
                 let counter = t
                     .kind
