@@ -23,9 +23,10 @@ pub struct Views {
     /// Card transactions by card, in HLC order (a set: arrival order must not matter).
     pub ledger: BTreeMap<CardAsn, BTreeSet<(Hlc, EntryRef)>>,
     pub alarms: BTreeSet<EntryRef>,
-    /// Each card counter's ledger entry and its transaction: one transaction completed
-    /// by two sites stays one entry, the earlier by (HLC, origin, seq).
-    pub counters: BTreeMap<(CardAsn, CounterSpace, u16), (Hlc, EntryRef, CardTxn)>,
+    /// Each card counter's ledger entries and their transactions: one per distinct
+    /// transaction (two for a clone), so one transaction completed by two sites stays
+    /// one entry, the earlier by (HLC, origin, seq).
+    pub counters: BTreeMap<(CardAsn, CounterSpace, u16), Vec<(Hlc, EntryRef, CardTxn)>>,
     /// Entries whose content could not be folded (a certificate for another network, a
     /// document change automerge refused); kept in the feed, reported here.
     pub unfoldable: Vec<(EntryRef, String)>,
@@ -36,22 +37,22 @@ impl Views {
     /// transaction (completed at two sites), in which case the earlier entry is kept.
     fn fold_txn(&mut self, t: &CardTxn, hlc: Hlc, at: EntryRef) {
         if let Some(space) = t.kind.counter_space() {
-            let key = (t.asn, space, t.card_counter);
-            match self.counters.get(&key) {
-                Some((h, a, held)) if held.same_transaction(t) => {
-                    let old = (*h, *a);
+            let held = self
+                .counters
+                .entry((t.asn, space, t.card_counter))
+                .or_default();
+            match held.iter_mut().find(|(_, _, h)| h.same_transaction(t)) {
+                Some(twin) => {
+                    let old = (twin.0, twin.1);
                     if (hlc, at) < old {
+                        *twin = (hlc, at, t.clone());
                         let ledger = self.ledger.entry(t.asn).or_default();
                         ledger.remove(&old);
                         ledger.insert((hlc, at));
-                        self.counters.insert(key, (hlc, at, t.clone()));
                     }
                     return;
                 }
-                Some(_) => {}
-                None => {
-                    self.counters.insert(key, (hlc, at, t.clone()));
-                }
+                None => held.push((hlc, at, t.clone())),
             }
         }
         self.ledger.entry(t.asn).or_default().insert((hlc, at));

@@ -7,7 +7,7 @@ use super::error::StoreError;
 use super::reports::ReportTables;
 use super::schema::{self, *};
 use cardmesh_model::blacklist::CardBlocks;
-use cardmesh_model::body::{Body, CardTxn, EntryRef};
+use cardmesh_model::body::{Body, CardTxn, CounterSpace, EntryRef};
 use cardmesh_model::registry::{CardRecord, Stamp};
 use cardmesh_model::{Entry, FeedHead, Hlc, Membership, NodeId};
 use redb::{ReadableTable, Table, WriteTransaction};
@@ -127,26 +127,58 @@ impl<'t> Tables<'t> {
         };
         let counter = schema::counter_key(&t.asn, space, t.card_counter);
         let held = self.card_counters.get(&counter)?.map(|v| *v.value());
-        if let Some(held) = held {
-            let first = match self.feeds.get(&held)? {
-                Some(bytes) => schema::decode_entry(bytes.value())?,
-                None => return Err(StoreError::corrupt("a card counter names a missing entry")),
-            };
-            if let Some(first_txn) = first.body.card_txn()
-                && first_txn.same_transaction(t)
-            {
-                if (e.hlc, at) < (first.hlc, first.entry_ref()) {
-                    self.index_txn(first_txn, first.hlc, &first.entry_ref(), false)?;
-                    self.index_txn(t, e.hlc, &at, true)?;
+        let twin = match held {
+            None => None,
+            Some(held) => {
+                let first = self.feed_entry(&held)?;
+                if first.body.card_txn().is_some_and(|f| f.same_transaction(t)) {
+                    Some(first)
+                } else {
+                    // A clone used this counter too: the twin, if any, is another of
+                    // the card's entries. Rare, so a scan of the card's ledger.
+                    self.ledger_twin(t, space)?
+                }
+            }
+        };
+        if let Some(twin) = twin {
+            let twin_at = twin.entry_ref();
+            if (e.hlc, at) < (twin.hlc, twin_at) {
+                let twin_txn = twin.body.card_txn().expect("a ledger entry");
+                self.index_txn(twin_txn, twin.hlc, &twin_at, false)?;
+                self.index_txn(t, e.hlc, &at, true)?;
+                if held == Some(schema::entry_key(&twin_at.origin, twin_at.seq)) {
                     self.card_counters
                         .insert(&counter, &schema::entry_key(&at.origin, at.seq))?;
                 }
-                return Ok(true);
             }
+            return Ok(true);
         }
         self.index_txn(t, e.hlc, &at, true)?;
         self.fold_counter(&counter, &at)?;
         Ok(false)
+    }
+
+    fn feed_entry(&self, key: &[u8; 40]) -> Result<Entry, StoreError> {
+        match self.feeds.get(key)? {
+            Some(bytes) => schema::decode_entry(bytes.value()),
+            None => Err(StoreError::corrupt("a ledger index names a missing entry")),
+        }
+    }
+
+    /// The card's ledger entry holding the same transaction as `t`, if any.
+    fn ledger_twin(&self, t: &CardTxn, space: CounterSpace) -> Result<Option<Entry>, StoreError> {
+        let (lo, hi) = schema::card_range(&t.asn);
+        for row in self.by_card.range::<&[u8; 60]>(&lo..=&hi)? {
+            let at = schema::index_tail(row?.0.value());
+            let e = self.feed_entry(&schema::entry_key(&at.origin, at.seq))?;
+            if let Some(held) = e.body.card_txn()
+                && held.kind.counter_space() == Some(space)
+                && held.same_transaction(t)
+            {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
     }
 
     /// Folds one accepted entry into the views, as `Replica::fold` does, and into the
