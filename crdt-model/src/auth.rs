@@ -316,6 +316,15 @@ pub fn authorize(cert: &Certificate, body: &Body) -> Result<(), AuthError> {
             }
         }
         Body::Operator(_) | Body::Alarm(_) | Body::IntentVoid(_) => Ok(()),
+        // Any site the card is presented at completes another site's intent; only a
+        // money operation of the card is completed.
+        Body::Completion(c) => {
+            if c.txn.kind.counter_space().is_some() {
+                Ok(())
+            } else {
+                deny()
+            }
+        }
         Body::Enroll(_) | Body::Revoke(_) | Body::Settlement(_) => {
             if role == Role::Hq {
                 Ok(())

@@ -38,6 +38,11 @@ pub enum Body {
     /// HQ's record of one merchant's clearing run for one period: signed by being in
     /// HQ's feed, it is what makes a period impossible to settle twice.
     Settlement(crate::settlement::SettlementRecord),
+    /// An intent of another site completed here, when its card was presented here:
+    /// the origin's transaction with the card's MAC2 and TAC. One card counter is one
+    /// ledger entry: if the origin (or a third site) completed it too, the folds keep
+    /// one of them (see [`CardTxn::same_transaction`]).
+    Completion(Completion),
 }
 
 impl Body {
@@ -56,8 +61,24 @@ impl Body {
             Body::Intent(_) => "transaction intent",
             Body::IntentVoid(_) => "intent void",
             Body::Settlement(_) => "settlement",
+            Body::Completion(_) => "completion",
         }
     }
+
+    /// The card transaction this entry puts in the ledger, if any.
+    pub fn card_txn(&self) -> Option<&CardTxn> {
+        match self {
+            Body::Card(t) | Body::Completion(Completion { txn: t, .. }) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// See [`Body::Completion`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    pub intent: EntryRef,
+    pub txn: CardTxn,
 }
 
 /// One operation a card took part in, as the terminal logged it: enough for HQ to verify
@@ -88,6 +109,20 @@ pub struct CardTxn {
     pub refers_to: Option<EntryRef>,
 }
 
+impl CardTxn {
+    /// Whether two entries log the same card transaction: equal but for MAC2 and TAC,
+    /// which a completion from the card's log (rather than its proof) lacks. Two sites
+    /// completing one intent write the same transaction; a clone writes another one.
+    pub fn same_transaction(&self, other: &CardTxn) -> bool {
+        let strip = |t: &CardTxn| CardTxn {
+            mac2: [0; 4],
+            tac: [0; 4],
+            ..t.clone()
+        };
+        strip(self) == strip(other)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnKind {
     Purchase,
@@ -100,11 +135,14 @@ pub enum TxnKind {
     Issue {
         deposit: Money,
     },
-    /// The card comes back: balance and deposit are paid out and the card is reset.
+    /// The card comes back: balance and deposit are paid out, and the card is reset by
+    /// a debit of its whole balance (which consumes an offline counter).
     Return {
         deposit: Money,
     },
-    /// The balance moves to a new card; the old one is blocked.
+    /// The balance moves to a new card; the old one is blocked. Logged on the old card
+    /// (amount = the balance moved, after = 0); the credit on the new card is a `Load`
+    /// that refers to it.
     Replace {
         new_card: CardAsn,
     },
@@ -125,10 +163,11 @@ impl TxnKind {
     pub fn counter_space(&self) -> Option<CounterSpace> {
         match self {
             TxnKind::Load | TxnKind::Refund | TxnKind::Reversal => Some(CounterSpace::Online),
-            TxnKind::Purchase | TxnKind::GreyLock | TxnKind::DebitForUnlock => {
-                Some(CounterSpace::Offline)
-            }
-            TxnKind::Issue { .. } | TxnKind::Return { .. } | TxnKind::Replace { .. } => None,
+            TxnKind::Purchase
+            | TxnKind::GreyLock
+            | TxnKind::DebitForUnlock
+            | TxnKind::Return { .. } => Some(CounterSpace::Offline),
+            TxnKind::Issue { .. } | TxnKind::Replace { .. } => None,
         }
     }
 
@@ -258,6 +297,10 @@ pub enum OperatorActionKind {
     Refused {
         what: String,
         reason: String,
+    },
+    /// A receipt printed again from the ledger entry it was first printed from.
+    Reprinted {
+        entry: EntryRef,
     },
 }
 

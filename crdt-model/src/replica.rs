@@ -4,7 +4,7 @@
 
 use crate::auth::{AuthError, Certificate, Membership};
 use crate::blacklist::Blacklist;
-use crate::body::{Body, EntryRef};
+use crate::body::{Body, CardTxn, CounterSpace, EntryRef};
 use crate::docs::{DocName, Docs, discounts, network, pricebook};
 use crate::entry::{Entry, EntryError, FeedHead, check_run};
 use crate::hlc::Hlc;
@@ -23,9 +23,40 @@ pub struct Views {
     /// Card transactions by card, in HLC order (a set: arrival order must not matter).
     pub ledger: BTreeMap<CardAsn, BTreeSet<(Hlc, EntryRef)>>,
     pub alarms: BTreeSet<EntryRef>,
+    /// Each card counter's ledger entries and their transactions: one per distinct
+    /// transaction (two for a clone), so one transaction completed by two sites stays
+    /// one entry, the earlier by (HLC, origin, seq).
+    pub counters: BTreeMap<(CardAsn, CounterSpace, u16), Vec<(Hlc, EntryRef, CardTxn)>>,
     /// Entries whose content could not be folded (a certificate for another network, a
     /// document change automerge refused); kept in the feed, reported here.
     pub unfoldable: Vec<(EntryRef, String)>,
+}
+
+impl Views {
+    /// Puts a card transaction in the ledger, unless its counter already holds the same
+    /// transaction (completed at two sites), in which case the earlier entry is kept.
+    fn fold_txn(&mut self, t: &CardTxn, hlc: Hlc, at: EntryRef) {
+        if let Some(space) = t.kind.counter_space() {
+            let held = self
+                .counters
+                .entry((t.asn, space, t.card_counter))
+                .or_default();
+            match held.iter_mut().find(|(_, _, h)| h.same_transaction(t)) {
+                Some(twin) => {
+                    let old = (twin.0, twin.1);
+                    if (hlc, at) < old {
+                        *twin = (hlc, at, t.clone());
+                        let ledger = self.ledger.entry(t.asn).or_default();
+                        ledger.remove(&old);
+                        ledger.insert((hlc, at));
+                    }
+                    return;
+                }
+                None => held.push((hlc, at, t.clone())),
+            }
+        }
+        self.ledger.entry(t.asn).or_default().insert((hlc, at));
+    }
 }
 
 /// A comparable digest of the views: equal snapshots mean replicas agree.
@@ -193,8 +224,8 @@ impl Replica {
         let at = e.entry_ref();
         let v = &mut self.views;
         match &e.body {
-            Body::Card(t) => {
-                v.ledger.entry(t.asn).or_default().insert((e.hlc, at));
+            Body::Card(t) | Body::Completion(crate::body::Completion { txn: t, .. }) => {
+                v.fold_txn(t, e.hlc, at);
             }
             Body::Blacklist(b) => v.blacklist.apply(at, e.hlc, b),
             Body::CardRegistry(c) => v.cards.apply(c, Stamp { hlc: e.hlc, at }),

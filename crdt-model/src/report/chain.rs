@@ -36,14 +36,16 @@ pub enum CounterSpace {
 }
 
 /// The counter an operation kind uses on the card; `None` for operations that do not
-/// run a card transaction (sale, return or replacement of the card at a desk).
+/// run a card transaction (sale or replacement of the card at a desk; a return empties
+/// the card with a debit).
 pub fn counter_space(kind: &TxnKind) -> Option<CounterSpace> {
     match kind {
         TxnKind::Load | TxnKind::Refund | TxnKind::Reversal => Some(CounterSpace::Online),
-        TxnKind::Purchase | TxnKind::GreyLock | TxnKind::DebitForUnlock => {
-            Some(CounterSpace::Offline)
-        }
-        TxnKind::Issue { .. } | TxnKind::Return { .. } | TxnKind::Replace { .. } => None,
+        TxnKind::Purchase
+        | TxnKind::GreyLock
+        | TxnKind::DebitForUnlock
+        | TxnKind::Return { .. } => Some(CounterSpace::Offline),
+        TxnKind::Issue { .. } | TxnKind::Replace { .. } => None,
     }
 }
 
@@ -140,8 +142,10 @@ fn digest(t: &CardTxn) -> Hash {
 fn arithmetic_holds(t: &CardTxn) -> bool {
     let (b, a, x) = (t.balance_before, t.balance_after, t.amount);
     match TxnClass::of(&t.kind) {
-        TxnClass::Purchase | TxnClass::DebitForUnlock => b.checked_sub(x) == Ok(a),
-        TxnClass::Load => b.checked_add(x) == Ok(a),
+        TxnClass::Purchase | TxnClass::DebitForUnlock | TxnClass::Return => {
+            b.checked_sub(x) == Ok(a)
+        }
+        TxnClass::Load | TxnClass::Refund | TxnClass::Reversal => b.checked_add(x) == Ok(a),
         TxnClass::GreyLock => a == b,
         _ => true,
     }

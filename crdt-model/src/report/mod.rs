@@ -75,7 +75,7 @@ pub fn rows_of(
         )]
     };
     Ok(match body {
-        Body::Card(t) => {
+        Body::Card(t) | Body::Completion(crate::body::Completion { txn: t, .. }) => {
             let totals = Totals::of_txn(t)?;
             let key = |dim, name: String| RowKey {
                 day: t.business_day,

@@ -96,8 +96,10 @@ pub struct Totals {
     pub products: BTreeMap<ProductId, ProductTally>,
     /// Alarms and risk events by kind.
     pub alarms: BTreeMap<String, u64>,
-    /// What these operations changed the sum of all card balances by (loads add,
-    /// purchases and refunds take away; a replacement moves value and changes nothing).
+    /// What these operations changed the sum of all card balances by (loads and refunds
+    /// add, purchases take away; a replacement takes the balance off the old, blocked
+    /// card and the load it refers to puts it on the new one, which together change
+    /// nothing).
     pub float_delta: Money,
 }
 
@@ -136,9 +138,7 @@ impl Totals {
             TxnKind::Return { deposit } => out.deposits_returned = *deposit,
             _ => {}
         }
-        if !matches!(t.kind, TxnKind::Replace { .. }) {
-            out.float_delta = t.balance_after.checked_sub(t.balance_before)?;
-        }
+        out.float_delta = t.balance_after.checked_sub(t.balance_before)?;
         for line in &t.items {
             let p = out.products.entry(line.product.clone()).or_default();
             p.lines += 1;

@@ -2,9 +2,11 @@
 //! node, works one card, and exits; the operator session stays logged in at the
 //! terminal (in the node's store) until `cardmesh pos logout`.
 
+use super::credit::ManagerCode;
+use super::receipt;
+use super::seq::till_sam;
 use super::terminal::{BasketLine, CardView, Pos, Receipt, Settled};
 use crate::identity::{self, DataDir};
-use crate::sam::software_sam;
 use crate::store::{Clock, Store};
 use anyhow::{Context, Result, bail};
 use cardmesh_drivers::card::VirtualCard;
@@ -14,7 +16,9 @@ use cardmesh_drivers::reader::{CardReader, MemoryReader};
 use cardmesh_drivers::sam::{PsamClient, Sam};
 use cardmesh_drivers::types::Pin;
 use cardmesh_model::body::{Body, Holder};
-use cardmesh_model::{CardAsn, Money, NodeKey, OperatorId, ProductId, Quantity, TerminalId};
+use cardmesh_model::{
+    BusinessDay, CardAsn, Money, NodeKey, OperatorId, ProductId, Quantity, TerminalId,
+};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -137,6 +141,117 @@ pub enum PosCommand {
         #[arg(long)]
         new: String,
     },
+    /// Goods return: give money of an earlier sale back to its card (a manager must
+    /// authorize; only nodes holding the load key, i.e. card desks, can do it).
+    Refund {
+        #[command(flatten)]
+        card: CardArgs,
+        /// The sale's terminal (default: this one) and sequence number, from its receipt.
+        #[arg(long)]
+        sale_terminal: Option<TerminalId>,
+        #[arg(long)]
+        sale_seq: u32,
+        /// Amount in yuan, at most what is left unrefunded of the sale.
+        #[arg(long)]
+        amount: Money,
+        /// The cardholder PIN (a credit needs it).
+        #[arg(long)]
+        pin: String,
+        #[command(flatten)]
+        manager: ManagerArgs,
+    },
+    /// Reverse the card's last transaction: a sale at this terminal within the
+    /// reversal window, given back in full (a manager must authorize).
+    Reverse {
+        #[command(flatten)]
+        card: CardArgs,
+        #[arg(long)]
+        pin: String,
+        #[command(flatten)]
+        manager: ManagerArgs,
+        /// Minutes after the sale a reversal is still allowed.
+        #[arg(long, default_value_t = 10)]
+        window_minutes: u64,
+    },
+    /// Print a receipt again from the ledger, marked REPRINT: this terminal's last one,
+    /// or the one with --seq (of --of-terminal).
+    Reprint {
+        #[arg(long)]
+        seq: Option<u32>,
+        #[arg(long)]
+        of_terminal: Option<TerminalId>,
+    },
+    /// Take a card back: its balance and deposit are paid out in cash, the card is
+    /// emptied, blocked and marked returned.
+    ReturnCard {
+        #[command(flatten)]
+        card: CardArgs,
+        #[arg(long)]
+        psam_reader: Option<String>,
+    },
+    /// Replace a card (lost or damaged) by a blank one: the old card is blocked
+    /// everywhere and its balance moves onto the new card.
+    ReplaceCard {
+        /// The card being replaced.
+        old: CardAsn,
+        /// Where the old card is, if it is here (its balance is then read from it).
+        #[arg(long)]
+        old_reader: Option<String>,
+        #[arg(long, conflicts_with = "old_reader")]
+        old_card_file: Option<PathBuf>,
+        /// Where the new card is.
+        #[command(flatten)]
+        new: CardArgs,
+        /// The new card's PIN.
+        #[arg(long)]
+        pin: String,
+    },
+    /// Issuance history: of one card (--card), or of this site on one day (--day).
+    Issuance {
+        #[arg(long, conflicts_with = "day", required_unless_present = "day")]
+        card: Option<CardAsn>,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        day: Option<String>,
+    },
+}
+
+/// A manager's id and PIN given for one operation at a cashier's session.
+#[derive(Args)]
+pub struct ManagerArgs {
+    #[arg(long, requires = "manager_pin")]
+    manager: Option<OperatorId>,
+    #[arg(long)]
+    manager_pin: Option<String>,
+}
+
+impl ManagerArgs {
+    fn code(self) -> Option<ManagerCode> {
+        Some(ManagerCode {
+            operator: self.manager?,
+            pin: self.manager_pin?,
+        })
+    }
+}
+
+fn parse_day(s: &str) -> Result<BusinessDay> {
+    let bad = || anyhow::anyhow!("day {s:?}: write YYYY-MM-DD");
+    let mut parts = s
+        .splitn(3, '-')
+        .map(|p| p.parse::<u16>().map_err(|_| bad()));
+    let (year, month, day) = (
+        parts.next().ok_or_else(bad)??,
+        parts.next().ok_or_else(bad)??,
+        parts.next().ok_or_else(bad)??,
+    );
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return Err(bad());
+    }
+    Ok(BusinessDay {
+        year,
+        month: month as u8,
+        day: day as u8,
+    })
 }
 
 fn parse_line(s: &str) -> Result<BasketLine> {
@@ -199,36 +314,13 @@ fn open_sam(
                 .context("waiting for the PSAM in its reader")?;
             Box::new(PsamClient::new(r))
         }
-        None => Box::new(software_sam(store, key, terminal)?),
+        None => Box::new(till_sam(store, key, terminal)?),
     })
 }
 
 fn print_receipt(r: &Receipt) {
-    let t = &r.txn;
-    println!(
-        "{} {} card {} at {} terminal {}",
-        t.kind.name(),
-        t.amount,
-        t.asn,
-        t.card_time,
-        t.terminal
-    );
-    for i in &t.items {
-        println!(
-            "  {} x {} @ {} ({}%) = {}",
-            i.product, i.quantity, i.unit_price, i.paid_percent, i.amount
-        );
-    }
-    println!(
-        "balance {} -> {}; card counter {}, terminal seq {}, TAC {}",
-        t.balance_before,
-        t.balance_after,
-        t.card_counter,
-        t.term_seq,
-        t.tac.iter().map(|b| format!("{b:02X}")).collect::<String>()
-    );
-    if let Some(why) = &r.flagged {
-        println!("flagged to HQ: {why}");
+    for line in receipt::lines(r, false) {
+        println!("{line}");
     }
 }
 
@@ -376,6 +468,106 @@ pub fn run(args: PosArgs, clock: Arc<dyn Clock>) -> Result<()> {
             let mut purse = open_purse(&card)?;
             pos.change_pin(&mut purse, &pin(&old)?, &pin(&new)?)?;
             println!("cardholder PIN changed");
+        }
+        PosCommand::Refund {
+            card,
+            sale_terminal,
+            sale_seq,
+            amount,
+            pin: p,
+            manager,
+        } => {
+            let sale = pos.find_receipt(sale_terminal.unwrap_or(terminal), Some(sale_seq))?;
+            let mut purse = open_purse(&card)?;
+            let r = pos.refund(
+                &mut purse,
+                sale.entry,
+                amount,
+                &pin(&p)?,
+                manager.code().as_ref(),
+            )?;
+            print_receipt(&r);
+        }
+        PosCommand::Reverse {
+            card,
+            pin: p,
+            manager,
+            window_minutes,
+        } => {
+            let mut pos = pos;
+            pos.set_reversal_window(Duration::from_secs(window_minutes.saturating_mul(60)));
+            let mut purse = open_purse(&card)?;
+            print_receipt(&pos.reverse(&mut purse, &pin(&p)?, manager.code().as_ref())?);
+        }
+        PosCommand::Reprint { seq, of_terminal } => {
+            for line in receipt::lines(&pos.reprint(of_terminal, seq)?, true) {
+                println!("{line}");
+            }
+        }
+        PosCommand::ReturnCard { card, psam_reader } => {
+            let mut purse = open_purse(&card)?;
+            let mut sam = open_sam(psam_reader, &store, &key, terminal)?;
+            let r = pos.return_card(&mut purse, &mut &mut *sam)?;
+            print_receipt(&r.receipt);
+            println!(
+                "card returned: pay the customer {} in cash (balance {} + deposit {})",
+                r.cash, r.balance, r.deposit
+            );
+        }
+        PosCommand::ReplaceCard {
+            old,
+            old_reader,
+            old_card_file,
+            new,
+            pin: p,
+        } => {
+            let old_card = CardArgs {
+                reader: old_reader,
+                card_file: old_card_file,
+            };
+            let mut old_purse = match (&old_card.reader, &old_card.card_file) {
+                (None, None) => None,
+                _ => Some(open_purse(&old_card)?),
+            };
+            let mut new_purse = open_purse(&new)?;
+            let r = pos.replace_card(old, old_purse.as_mut(), &mut new_purse, &pin(&p)?)?;
+            if let Some(credit) = &r.credit {
+                print_receipt(credit);
+            }
+            println!(
+                "card {} replaced by card {}: {} moved; the old card is blocked",
+                r.old, r.new, r.moved
+            );
+        }
+        PosCommand::Issuance { card, day } => {
+            let entries = match (card, day) {
+                (Some(card), _) => {
+                    let h = pos.issuance_history(card)?;
+                    let status = h
+                        .record
+                        .as_ref()
+                        .and_then(|r| r.status())
+                        .map_or("unknown to the registry".into(), |s| format!("{s:?}"));
+                    println!("card {card}: {status}");
+                    h.entries
+                }
+                (None, Some(day)) => pos.issuances_on(parse_day(&day)?)?,
+                (None, None) => bail!("say --card CARD or --day YYYY-MM-DD"),
+            };
+            for e in &entries {
+                if let Body::Card(t) = &e.body {
+                    println!(
+                        "{} {} card {} {} at {} terminal {}",
+                        t.business_day,
+                        t.kind.name(),
+                        t.asn,
+                        t.amount,
+                        t.site,
+                        t.terminal
+                    );
+                }
+            }
+            println!("{} entries", entries.len());
         }
     }
     Ok(())

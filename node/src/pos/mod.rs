@@ -1,7 +1,8 @@
 //! The point of sale: every card operation of a cashier and a card desk, offline, on
 //! one node. The decisions are pure functions ([`operators`], [`risk`], [`resolve`]);
 //! [`terminal`] orchestrates card, SAM and store around them, [`cli`] is
-//! `cardmesh pos`.
+//! `cardmesh pos`. Beyond the sale: [`credit`] gives money back (refund, reversal),
+//! [`desk`] takes cards back and replaces them, [`receipt`] prints and reprints.
 //!
 //! Atomicity between card and node: before a money command goes to the card the
 //! transaction is logged durably as an intent (`Body::Intent`, with the card counter it
@@ -11,11 +12,17 @@
 //! completed or voided. One card counter is one ledger entry (the store's counter index).
 
 pub mod cli;
+pub mod credit;
+pub mod desk;
 pub mod operators;
+pub mod receipt;
 pub mod resolve;
 pub mod risk;
+pub mod seq;
 pub mod steps;
 pub mod terminal;
 
+pub use credit::{CreditRefusal, ManagerCode};
+pub use desk::{CardReturn, Issuance, Replacement};
 pub use operators::{Operation, OperatorRole, Session};
 pub use terminal::{BasketLine, Pos, PosError, Receipt, Settled};

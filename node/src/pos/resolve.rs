@@ -32,10 +32,10 @@ pub enum Decision {
 pub fn tx_type(kind: &TxnKind) -> Option<TxType> {
     match kind {
         TxnKind::Load | TxnKind::Refund | TxnKind::Reversal => Some(TxType::Load),
-        TxnKind::Purchase => Some(TxType::Purchase),
+        TxnKind::Purchase | TxnKind::Return { .. } => Some(TxType::Purchase),
         TxnKind::GreyLock => Some(TxType::GreyLock),
         TxnKind::DebitForUnlock => Some(TxType::UnlockDebit),
-        TxnKind::Issue { .. } | TxnKind::Return { .. } | TxnKind::Replace { .. } => None,
+        TxnKind::Issue { .. } | TxnKind::Replace { .. } => None,
     }
 }
 

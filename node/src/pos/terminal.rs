@@ -2,6 +2,7 @@
 //! checked (operator, blacklist, registry, risk), logged (intent first for money), and
 //! done on the card through any reader and SAM.
 
+use super::credit::{Credit, CreditRefusal, DEFAULT_REVERSAL_WINDOW_MS};
 use super::operators::{self, Operation, OperatorRole, Session};
 use super::resolve::{self, Decision};
 use super::risk::{self, CardDay, DEFAULT_MAX_PURCHASES_PER_DAY, Refusal, RiskConfig};
@@ -11,14 +12,14 @@ use crate::store::{Clock, Store, StoreError};
 use cardmesh_drivers::card::TxRecord;
 use cardmesh_drivers::crypto::Key16;
 use cardmesh_drivers::epurse::{
-    CardInfo, EPurse, EpurseError, LoadKey, MaintenanceKey, PinUnblockKey, ProveKind,
+    CardInfo, EPurse, EpurseError, MaintenanceKey, PinUnblockKey, ProveKind,
 };
 use cardmesh_drivers::reader::CardReader;
 use cardmesh_drivers::sam::Sam;
-use cardmesh_drivers::types::{BcdDateTime, Pin, TerminalId as CardTerminalId};
+use cardmesh_drivers::types::{BcdDateTime, Pin};
 use cardmesh_model::body::{
-    Alarm, AlarmKind, BlacklistEvent, BlockReason, Body, CardTxn, CounterSpace, EntryRef,
-    IntentVoid, LineItem, OperatorAction, OperatorActionKind, TxnKind,
+    Alarm, AlarmKind, BlacklistEvent, BlockReason, Body, CardTxn, Completion, CounterSpace,
+    EntryRef, IntentVoid, LineItem, OperatorAction, OperatorActionKind, TxnKind,
 };
 use cardmesh_model::body::{CardStatus, Holder};
 use cardmesh_model::docs::DocName;
@@ -92,6 +93,34 @@ pub enum PosError {
     Amount(Money),
     #[error(transparent)]
     Keys(#[from] KeyError),
+    #[error(
+        "this node cannot put money back on a card: a {what} is a credit-for-load and needs the load key, which only card desks hold; do it at: {desks}"
+    )]
+    NoLoadKey { what: &'static str, desks: String },
+    #[error("operator {operator} is a {role}, not a manager: a manager must authorize this")]
+    NotAManager {
+        operator: OperatorId,
+        role: OperatorRole,
+    },
+    #[error("no card transaction {}:{} in this node's ledger", .0.origin.short(), .0.seq)]
+    NoSuchEntry(EntryRef),
+    #[error("no receipt of terminal {terminal} {which} in this node's ledger")]
+    NoSuchReceipt { terminal: TerminalId, which: String },
+    #[error(transparent)]
+    Credit(#[from] CreditRefusal),
+    #[error("the new card is the card being replaced ({0}): present a blank card")]
+    SameCard(CardAsn),
+    #[error("card {old} is already being replaced by card {new}: finish with that card")]
+    ReplacedAlready { old: CardAsn, new: CardAsn },
+    #[error("this is card {presented}, not card {expected}")]
+    WrongCard {
+        expected: CardAsn,
+        presented: CardAsn,
+    },
+    #[error(
+        "card {0} has a transaction still unsettled and is not here: present the old card, or ask HQ to settle it first"
+    )]
+    UnsettledOldCard(CardAsn),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -132,40 +161,41 @@ pub struct CardView {
 }
 
 /// The documents a terminal prices and checks with, read once and refreshed on demand.
-struct Docs {
-    registry: NetworkRegistry,
+pub(super) struct Docs {
+    pub(super) registry: NetworkRegistry,
     book: PriceBook,
     site_prices: Option<Schedule>,
     discounts: Discounts,
 }
 
 /// The keys a terminal may need besides its SAM's.
-struct Keys {
-    load: Option<Key16>,
-    maintenance: Option<Key16>,
+pub(super) struct Keys {
+    pub(super) load: Option<Key16>,
+    pub(super) maintenance: Option<Key16>,
     pin_unblock: Option<Key16>,
 }
 
 /// A POS terminal on this node.
 pub struct Pos {
-    store: Store,
-    terminal: TerminalId,
-    site: SiteId,
-    role: Role,
+    pub(super) store: Store,
+    pub(super) terminal: TerminalId,
+    pub(super) site: SiteId,
+    pub(super) role: Role,
     clock: Arc<dyn Clock>,
-    docs: Docs,
-    keys: Keys,
-    stops: Stops,
+    pub(super) docs: Docs,
+    pub(super) keys: Keys,
+    pub(super) stops: Stops,
     max_purchases_per_day: u32,
+    reversal_window_ms: u64,
 }
 
 const SESSION_PREFIX: &str = "pos/session/";
 
-fn card_asn(info: &CardInfo) -> CardAsn {
+pub(super) fn card_asn(info: &CardInfo) -> CardAsn {
     CardAsn(info.asn.0)
 }
 
-fn fen_u32(m: Money) -> Result<u32, PosError> {
+pub(super) fn fen_u32(m: Money) -> Result<u32, PosError> {
     u32::try_from(m.fen()).map_err(|_| PosError::Amount(m))
 }
 
@@ -229,6 +259,7 @@ impl Pos {
             keys,
             stops: Stops::from_env(),
             max_purchases_per_day: DEFAULT_MAX_PURCHASES_PER_DAY,
+            reversal_window_ms: DEFAULT_REVERSAL_WINDOW_MS,
         })
     }
 
@@ -247,6 +278,15 @@ impl Pos {
         self.max_purchases_per_day = n;
     }
 
+    /// Sets how long after a sale the cashier may still reverse it.
+    pub fn set_reversal_window(&mut self, window: std::time::Duration) {
+        self.reversal_window_ms = window.as_millis().try_into().unwrap_or(u64::MAX);
+    }
+
+    pub(super) fn reversal_window_ms(&self) -> u64 {
+        self.reversal_window_ms
+    }
+
     fn risk(&self) -> RiskConfig {
         RiskConfig {
             limits: self.docs.registry.limits.clone(),
@@ -254,11 +294,11 @@ impl Pos {
         }
     }
 
-    fn now_ms(&self) -> i64 {
+    pub(super) fn now_ms(&self) -> i64 {
         self.clock.now_ms() as i64
     }
 
-    fn utc_offset(&self) -> i32 {
+    pub(super) fn utc_offset(&self) -> i32 {
         self.docs
             .registry
             .sites
@@ -266,7 +306,7 @@ impl Pos {
             .map_or(0, |s| s.utc_offset_min)
     }
 
-    fn today(&self) -> BusinessDay {
+    pub(super) fn today(&self) -> BusinessDay {
         BusinessDay::of_instant(self.now_ms(), self.utc_offset())
     }
 
@@ -276,7 +316,7 @@ impl Pos {
 
     // ---- operators ----------------------------------------------------------------
 
-    fn operator_session(&self, operator: &OperatorId) -> Result<Session, PosError> {
+    pub(super) fn operator_session(&self, operator: &OperatorId) -> Result<Session, PosError> {
         let info = self
             .docs
             .registry
@@ -368,7 +408,7 @@ impl Pos {
     }
 
     /// The session, if it may do `op`; a refusal is audited.
-    fn authorize(&self, op: Operation) -> Result<Session, PosError> {
+    pub(super) fn authorize(&self, op: Operation) -> Result<Session, PosError> {
         let session = self.session()?;
         if !operators::permits(session.role, op) {
             self.refused(&session.operator, &op.to_string(), "not permitted")?;
@@ -381,7 +421,11 @@ impl Pos {
         Ok(session)
     }
 
-    fn audit(&self, operator: &OperatorId, action: OperatorActionKind) -> Result<Entry, PosError> {
+    pub(super) fn audit(
+        &self,
+        operator: &OperatorId,
+        action: OperatorActionKind,
+    ) -> Result<Entry, PosError> {
         Ok(self.store.append_local(Body::Operator(OperatorAction {
             operator: operator.clone(),
             terminal: Some(self.terminal),
@@ -389,7 +433,12 @@ impl Pos {
         }))?)
     }
 
-    fn refused(&self, operator: &OperatorId, what: &str, reason: &str) -> Result<(), PosError> {
+    pub(super) fn refused(
+        &self,
+        operator: &OperatorId,
+        what: &str,
+        reason: &str,
+    ) -> Result<(), PosError> {
         self.audit(
             operator,
             OperatorActionKind::Refused {
@@ -400,7 +449,12 @@ impl Pos {
         Ok(())
     }
 
-    fn alarm(&self, kind: AlarmKind, asn: CardAsn, detail: String) -> Result<Entry, PosError> {
+    pub(super) fn alarm(
+        &self,
+        kind: AlarmKind,
+        asn: CardAsn,
+        detail: String,
+    ) -> Result<Entry, PosError> {
         Ok(self.store.append_local(Body::Alarm(Alarm {
             kind,
             asn: Some(asn),
@@ -412,7 +466,7 @@ impl Pos {
 
     /// Selects the card, refuses it if blacklisted (blocking it on the card and raising
     /// an alarm), and settles every intent still pending for it.
-    fn present<R: CardReader>(
+    pub(super) fn present<R: CardReader>(
         &self,
         purse: &mut EPurse<R>,
         session: &Session,
@@ -457,7 +511,7 @@ impl Pos {
     }
 
     /// Settles the card's pending intents from its proof and log.
-    fn settle<R: CardReader>(
+    pub(super) fn settle<R: CardReader>(
         &self,
         purse: &mut EPurse<R>,
         asn: CardAsn,
@@ -496,7 +550,13 @@ impl Pos {
                         done.mac2 = mac;
                     }
                     done.tac = tac;
-                    let entry = self.store.append_local(Body::Card(done))?;
+                    // Another site's intent: its sale stays its own, completed here.
+                    let body = if done.site == self.site {
+                        Body::Card(done)
+                    } else {
+                        Body::Completion(Completion { intent, txn: done })
+                    };
+                    let entry = self.store.append_local(body)?;
                     if !proven {
                         self.alarm(
                             AlarmKind::TransactionUnsettled,
@@ -544,7 +604,7 @@ impl Pos {
     }
 
     /// The card's registry record, refusing a card that is not active.
-    fn active_record(&self, asn: CardAsn) -> Result<Option<CardRecord>, PosError> {
+    pub(super) fn active_record(&self, asn: CardAsn) -> Result<Option<CardRecord>, PosError> {
         let record = self.store.card(&asn)?;
         if let Some(status) = record.as_ref().and_then(CardRecord::status)
             && *status != CardStatus::Active
@@ -566,7 +626,7 @@ impl Pos {
             .store
             .card_history_since(asn, day_start.max(0) as u64)?
         {
-            if let Body::Card(t) = &e.body
+            if let Some(t) = e.body.card_txn()
                 && t.business_day == today
                 && matches!(t.kind, TxnKind::Purchase | TxnKind::DebitForUnlock)
             {
@@ -577,7 +637,7 @@ impl Pos {
         Ok(day)
     }
 
-    fn blank_txn(
+    pub(super) fn blank_txn(
         &self,
         kind: TxnKind,
         asn: CardAsn,
@@ -723,7 +783,7 @@ impl Pos {
     /// A money command failed after its intent was logged. A refusal by the card means
     /// the counter was not consumed: the intent is voided now. Anything else (a pulled
     /// card, a dead reader) leaves it for the card's next presentation.
-    fn unfinished(
+    pub(super) fn unfinished(
         &self,
         intent: EntryRef,
         asn: CardAsn,
@@ -764,37 +824,19 @@ impl Pos {
             self.refused(&session.operator, "load", &refusal.to_string())?;
             return Err(refusal.into());
         }
-        purse.verify_pin(pin)?;
-        let when = card_time(self.now_ms(), self.utc_offset())?;
-        let started = purse.load_begin(
-            &LoadKey::new(key),
-            CardTerminalId(self.terminal.0),
-            fen_u32(amount)?,
-            when,
-        )?;
-        self.stops.at("load:begun");
-        let r = started.receipt();
-        let mut txn = self.blank_txn(TxnKind::Load, asn, &session.operator, when);
-        txn.card_counter = r.online_counter;
-        txn.amount = amount;
-        txn.balance_before = Money::from_fen(r.balance_before.into());
-        txn.balance_after = Money::from_fen(r.balance_after.into());
-        txn.mac1 = r.mac1.0;
-        txn.mac2 = r.mac2.0;
-        let intent = self.store.append_local(Body::Intent(txn.clone()))?;
-        self.stops.at("load:intent-logged");
-        let receipt = purse
-            .load_finish(started)
-            .map_err(|e| self.unfinished(intent.entry_ref(), asn, e, "load"))?;
-        self.stops.at("load:card-credited");
-        txn.tac = receipt.tac.0;
-        let entry = self.store.append_local(Body::Card(txn.clone()))?;
-        self.stops.at("load:completed");
-        Ok(Receipt {
-            entry: entry.entry_ref(),
-            txn,
-            flagged: None,
-        })
+        self.credit(
+            purse,
+            Credit {
+                session: &session,
+                kind: TxnKind::Load,
+                asn,
+                amount,
+                refers_to: None,
+                key,
+                pin,
+                step: "load",
+            },
+        )
     }
 
     /// Grey-locks the card before fuelling: intent -> lock -> completion. The lock

@@ -559,6 +559,14 @@ impl Store {
         })
     }
 
+    /// The last sequence number of a terminal made durable (reserved, or used by a
+    /// logged intent).
+    pub fn last_term_seq(&self, terminal: &TerminalId) -> Result<u32, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(TERM_SEQ)?;
+        Ok(table.get(&terminal.0)?.map_or(0, |v| v.value()))
+    }
+
     pub fn config_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.read()?;
         let config = txn.open_table(CONFIG)?;

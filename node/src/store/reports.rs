@@ -197,13 +197,12 @@ impl<'t> ReportTables<'t> {
             self.rows
                 .insert(k.as_slice(), schema::encode_view(&row).as_slice())?;
         }
-        let about = match &e.body {
-            Body::Card(t) => &t.site,
-            _ => site,
-        };
+        let about = e.body.card_txn().map_or(site, |t| &t.site);
         self.touch(about, e.hlc, now_ms)?;
         match &e.body {
-            Body::Card(t) => self.fold_card(e, t)?,
+            Body::Card(t) | Body::Completion(cardmesh_model::body::Completion { txn: t, .. }) => {
+                self.fold_card(e, t)?
+            }
             Body::Settlement(r) => {
                 self.settlements.insert(
                     &settlement_key(r),

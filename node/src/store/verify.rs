@@ -139,11 +139,11 @@ pub fn verify(txn: &ReadTransaction, hq_cert: &Certificate) -> Result<(), StoreE
     same("ledger by card", &ledger, &views.ledger)?;
 
     let (mut by_site, mut by_terminal) = (BTreeSet::new(), BTreeSet::new());
-    for e in entries() {
-        if let Body::Card(t) = &e.body {
-            let at = e.entry_ref();
-            by_site.insert(site_day_key(&t.site, t.business_day, e.hlc, &at));
-            by_terminal.insert(terminal_day_key(&t.terminal, t.business_day, e.hlc, &at));
+    let by_ref: BTreeMap<EntryRef, &Entry> = entries().map(|e| (e.entry_ref(), e)).collect();
+    for (hlc, at) in views.ledger.values().flatten() {
+        if let Some(t) = by_ref.get(at).and_then(|e| e.body.card_txn()) {
+            by_site.insert(site_day_key(&t.site, t.business_day, *hlc, at));
+            by_terminal.insert(terminal_day_key(&t.terminal, t.business_day, *hlc, at));
         }
     }
     let mut stored_site = BTreeSet::new();

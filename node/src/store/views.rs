@@ -7,9 +7,9 @@ use super::error::StoreError;
 use super::reports::ReportTables;
 use super::schema::{self, *};
 use cardmesh_model::blacklist::CardBlocks;
-use cardmesh_model::body::{Body, EntryRef};
+use cardmesh_model::body::{Body, CardTxn, CounterSpace, EntryRef};
 use cardmesh_model::registry::{CardRecord, Stamp};
-use cardmesh_model::{Entry, FeedHead, Membership, NodeId};
+use cardmesh_model::{Entry, FeedHead, Hlc, Membership, NodeId};
 use redb::{ReadableTable, Table, WriteTransaction};
 
 /// Every table of the store, open for writing in one transaction.
@@ -92,6 +92,95 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
+    /// The ledger index keys of one card transaction.
+    fn index_txn(
+        &mut self,
+        t: &CardTxn,
+        hlc: Hlc,
+        at: &EntryRef,
+        add: bool,
+    ) -> Result<(), StoreError> {
+        let by_card = schema::card_key(&t.asn, hlc, at);
+        let by_site = schema::site_day_key(&t.site, t.business_day, hlc, at);
+        let by_terminal = schema::terminal_day_key(&t.terminal, t.business_day, hlc, at);
+        if add {
+            self.by_card.insert(&by_card, ())?;
+            self.by_site_day.insert(&by_site, ())?;
+            self.by_terminal_day.insert(&by_terminal, ())?;
+        } else {
+            self.by_card.remove(&by_card)?;
+            self.by_site_day.remove(&by_site)?;
+            self.by_terminal_day.remove(&by_terminal)?;
+        }
+        Ok(())
+    }
+
+    /// Puts a card transaction in the ledger, as `Views::fold_txn` does: a counter that
+    /// already holds the same transaction (completed at two sites) keeps one entry, the
+    /// earlier by (HLC, origin, seq). Returns whether `e` was such a duplicate, which
+    /// the reports must not count again.
+    fn fold_txn(&mut self, t: &CardTxn, e: &Entry) -> Result<bool, StoreError> {
+        let at = e.entry_ref();
+        let Some(space) = t.kind.counter_space() else {
+            self.index_txn(t, e.hlc, &at, true)?;
+            return Ok(false);
+        };
+        let counter = schema::counter_key(&t.asn, space, t.card_counter);
+        let held = self.card_counters.get(&counter)?.map(|v| *v.value());
+        let twin = match held {
+            None => None,
+            Some(held) => {
+                let first = self.feed_entry(&held)?;
+                if first.body.card_txn().is_some_and(|f| f.same_transaction(t)) {
+                    Some(first)
+                } else {
+                    // A clone used this counter too: the twin, if any, is another of
+                    // the card's entries. Rare, so a scan of the card's ledger.
+                    self.ledger_twin(t, space)?
+                }
+            }
+        };
+        if let Some(twin) = twin {
+            let twin_at = twin.entry_ref();
+            if (e.hlc, at) < (twin.hlc, twin_at) {
+                let twin_txn = twin.body.card_txn().expect("a ledger entry");
+                self.index_txn(twin_txn, twin.hlc, &twin_at, false)?;
+                self.index_txn(t, e.hlc, &at, true)?;
+                if held == Some(schema::entry_key(&twin_at.origin, twin_at.seq)) {
+                    self.card_counters
+                        .insert(&counter, &schema::entry_key(&at.origin, at.seq))?;
+                }
+            }
+            return Ok(true);
+        }
+        self.index_txn(t, e.hlc, &at, true)?;
+        self.fold_counter(&counter, &at)?;
+        Ok(false)
+    }
+
+    fn feed_entry(&self, key: &[u8; 40]) -> Result<Entry, StoreError> {
+        match self.feeds.get(key)? {
+            Some(bytes) => schema::decode_entry(bytes.value()),
+            None => Err(StoreError::corrupt("a ledger index names a missing entry")),
+        }
+    }
+
+    /// The card's ledger entry holding the same transaction as `t`, if any.
+    fn ledger_twin(&self, t: &CardTxn, space: CounterSpace) -> Result<Option<Entry>, StoreError> {
+        let (lo, hi) = schema::card_range(&t.asn);
+        for row in self.by_card.range::<&[u8; 60]>(&lo..=&hi)? {
+            let at = schema::index_tail(row?.0.value());
+            let e = self.feed_entry(&schema::entry_key(&at.origin, at.seq))?;
+            if let Some(held) = e.body.card_txn()
+                && held.kind.counter_space() == Some(space)
+                && held.same_transaction(t)
+            {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
     /// Folds one accepted entry into the views, as `Replica::fold` does, and into the
     /// report views (received at `now_ms`).
     pub fn fold(
@@ -101,10 +190,15 @@ impl<'t> Tables<'t> {
         e: &Entry,
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        let duplicate = match e.body.card_txn() {
+            Some(t) => self.fold_txn(t, e)?,
+            None => false,
+        };
         let site = membership
             .writer(&e.origin, e.seq)
             .map(|m| m.cert.site.clone());
         if let Ok(site) = &site
+            && !duplicate
             && let Err(why) = self
                 .reports
                 .fold(e, site, now_ms, (&self.docs, &self.doc_changes))?
@@ -118,22 +212,15 @@ impl<'t> Tables<'t> {
             Ok(())
         };
         match &e.body {
-            Body::Card(t) => {
-                self.by_card
-                    .insert(&schema::card_key(&t.asn, e.hlc, &at), ())?;
-                self.by_site_day.insert(
-                    &schema::site_day_key(&t.site, t.business_day, e.hlc, &at),
-                    (),
-                )?;
-                self.by_terminal_day.insert(
-                    &schema::terminal_day_key(&t.terminal, t.business_day, e.hlc, &at),
-                    (),
-                )?;
-                if let Some(space) = t.kind.counter_space() {
-                    self.fold_counter(&schema::counter_key(&t.asn, space, t.card_counter), &at)?;
-                }
-            }
+            Body::Card(_) | Body::Completion(_) => {}
             Body::Intent(t) => {
+                // The intent is the durable record of its terminal sequence number: a
+                // SAM reserves numbers in memory and they become durable here, in the
+                // same commit as the intent, before the card ever sees them.
+                let reserved = self.term_seq.get(&t.terminal.0)?.map_or(0, |v| v.value());
+                if t.term_seq > reserved {
+                    self.term_seq.insert(&t.terminal.0, t.term_seq)?;
+                }
                 let key = schema::entry_key(&at.origin, at.seq);
                 let counter = t
                     .kind

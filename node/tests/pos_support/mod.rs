@@ -134,6 +134,80 @@ impl Net {
         path
     }
 
+    /// A personalized chip registered as blank (not sold yet), for `Pos::issue`.
+    pub fn blank_chip(&self, desk: &Store, n: u8) -> VirtualCard {
+        let asn = card(n);
+        let chip = VirtualCard::new(self.personalization(asn, [0x20, 0x31, 0x12, 0x31]));
+        self.hq
+            .append_local(Body::CardRegistry(CardEvent {
+                asn: CardAsn(asn.0),
+                change: CardChange::Personalized {
+                    class: "standard".parse().unwrap(),
+                    expiry: BusinessDay {
+                        year: 2031,
+                        month: 12,
+                        day: 31,
+                    },
+                    issuer: "hq".parse().unwrap(),
+                },
+            }))
+            .unwrap();
+        deliver(&self.hq, desk);
+        chip
+    }
+
+    /// The same as [`Net::blank_chip`], with the chip kept in a state file.
+    pub fn blank_card_file(&self, n: u8) -> PathBuf {
+        let path = self.path(&format!("card-{n}.card"));
+        let chip = self.blank_chip(&self.desk(), n);
+        drop(chip);
+        VirtualCard::create(
+            &path,
+            self.personalization(card(n), [0x20, 0x31, 0x12, 0x31]),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Another node, at its own new site with one registered terminal (`terminal`),
+    /// holding the keys its role gets; HQ's feed is delivered to it. Returns its data
+    /// directory.
+    pub fn add_site(&self, site: &str, role: Role, terminal: TerminalId) -> DataDir {
+        let dir = DataDir::new(self.tmp.path().join(site));
+        let hq_dir = &self.hq_dir;
+        let request =
+            std::fs::read(identity::init_site(&dir, site, clock().as_ref()).unwrap()).unwrap();
+        let package = identity::enroll(
+            &self.hq,
+            hq_dir,
+            &request,
+            site.parse().unwrap(),
+            role,
+            clock().as_ref(),
+        )
+        .unwrap();
+        let store = identity::join(&dir, &package, clock()).unwrap();
+        let exported = keys::export(&self.hq, &self.hq_key(), &store.node_id()).unwrap();
+        keys::import(&store, &identity::load_key(&dir).unwrap(), &exported).unwrap();
+        self.hq
+            .edit_doc(DocName::Network, |d| {
+                network::set_site(
+                    d,
+                    &site.parse().unwrap(),
+                    &SiteInfo {
+                        name: site.into(),
+                        merchant: "main".parse().unwrap(),
+                        utc_offset_min: 480,
+                    },
+                )?;
+                network::set_terminal(d, &terminal, &site.parse().unwrap())
+            })
+            .unwrap()
+            .unwrap();
+        deliver(&self.hq, &store);
+        dir
+    }
+
     fn personalization(&self, asn: Asn, expiry: [u8; 4]) -> Personalization {
         Personalization {
             asn,
