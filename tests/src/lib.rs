@@ -3,6 +3,8 @@
 //! certificate -> join files a real site uses, plus sticks that are plain folders. A test
 //! decides which links exist when, so partitions are just sessions not run.
 
+pub mod sim;
+
 use cardmesh_drivers::modem::pty::SocatPair;
 use cardmesh_model::body::{BlacklistEvent, BlockReason, Body};
 use cardmesh_model::docs::{DocName, pricebook};
