@@ -179,6 +179,7 @@ pub struct Running {
     link: Option<Arc<IrohLink>>,
     service: Option<SyncService>,
     peers: Vec<crate::config::NamedPeer>,
+    station: Option<crate::station::Station>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -215,8 +216,25 @@ impl Running {
             link: Some(link),
             service: Some(service),
             peers: config.peers,
+            station: None,
             runtime,
         })
+    }
+
+    /// Starts the fuel station of `config.toml`'s `[station]` section, if it has one;
+    /// returns whether it did.
+    pub fn start_station(&mut self, dir: &DataDir) -> Result<bool, crate::station::StationError> {
+        self.station = crate::station::Station::start_configured(
+            dir,
+            self.node.store(),
+            self.node.clock.clone(),
+        )?;
+        Ok(self.station.is_some())
+    }
+
+    /// The fuel station, if this node runs one: its points' live state for the console.
+    pub fn station(&self) -> Option<&crate::station::Station> {
+        self.station.as_ref()
     }
 
     pub fn node(&self) -> &Node {

@@ -486,8 +486,14 @@ fn main() -> Result<()> {
                 config.listen = listen;
             }
             let peers = config.peers.len();
-            let running = Running::start(&DataDir::new(&data), config, clock())
+            let mut running = Running::start(&DataDir::new(&data), config, clock())
                 .context("starting the node")?;
+            if running
+                .start_station(&DataDir::new(&data))
+                .context("starting the fuel station")?
+            {
+                println!("fuel station started: one worker per fuelling point");
+            }
             if headless {
                 println!(
                     "{} serving sync on {:?}, dialing {peers} configured peers; Ctrl-C stops",
