@@ -55,6 +55,33 @@ impl PointSnapshot {
     }
 }
 
+/// One dashboard line: `1 000000000301 filling nozzle 1 (92) 10.000 L 75.00 card
+/// 1000000000000007`, then the last error if any.
+impl std::fmt::Display for PointSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ", self.point, self.terminal)?;
+        match self.state {
+            Some(s) => write!(f, "{s}")?,
+            None => f.write_str("not answering")?,
+        }
+        if let Some(n) = self.nozzle {
+            write!(f, " nozzle {}", n.get())?;
+        }
+        if let Some(g) = &self.grade {
+            write!(f, " ({g})")?;
+        }
+        let ml = self.volume.milli();
+        write!(f, " {}.{:03} L {}", ml / 1000, ml % 1000, self.amount)?;
+        if let Some(c) = &self.card {
+            write!(f, " card {c}")?;
+        }
+        if let Some(e) = &self.last_error {
+            write!(f, ": {e}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The snapshots of every point of a station.
 #[derive(Clone, Debug, Default)]
 pub struct Board(Arc<Mutex<Vec<PointSnapshot>>>);
@@ -79,5 +106,28 @@ impl Board {
         if let Some(p) = points.get_mut(index) {
             f(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_point_reads_as_one_dashboard_line() {
+        let mut p = PointSnapshot::new(1, "000000000301".parse().unwrap());
+        assert_eq!(p.to_string(), "1 000000000301 not answering 0.000 L 0.00");
+        p.state = Some(PointState::Filling);
+        p.nozzle = Some(NozzleNumber::new(1).unwrap());
+        p.grade = Some(ProductId::new("92").unwrap());
+        p.volume = Quantity::from_milli(10_005);
+        p.amount = Money::from_fen(7_504);
+        p.card = Some(CardAsn([0x10, 0, 0, 0, 0, 0, 0, 7]));
+        assert_eq!(
+            p.to_string(),
+            "1 000000000301 filling nozzle 1 (92) 10.005 L 75.04 card 1000000000000007"
+        );
+        p.last_error = Some("card removed".into());
+        assert!(p.to_string().ends_with("1000000000000007: card removed"));
     }
 }
