@@ -260,3 +260,29 @@ fn a_card_pulled_before_its_debit_is_debited_when_it_comes_back() {
     assert_eq!(unlocks.len(), 1);
     assert_eq!(unlocks[0].amount, yuan("81.00"));
 }
+
+#[test]
+fn a_blacklisted_card_is_refused_before_anything_is_locked_or_pumped() {
+    use cardmesh_model::body::{BlacklistEvent, BlockReason};
+    let (net, desk) = fuel_net();
+    let key = net.desk_key();
+    let chip = loaded_card(&net, &desk, 7, "500");
+    net.hq
+        .append_local(Body::Blacklist(BlacklistEvent::Block {
+            asn: asn(7),
+            reason: BlockReason::Lost,
+            operator: None,
+        }))
+        .unwrap();
+    deliver(&net.hq, &desk);
+    login(&desk, &key, terminal_1(), CASHIER_1);
+    let rig = Rig::new(net.tmp.path(), "st1", terminal_1());
+    let station = rig.start(&desk, &key);
+    rig.slot.insert(chip);
+    let p = wait(&station, "the refusal", |p| p.last_error.is_some());
+    assert!(p.last_error.unwrap().contains("blacklisted"));
+    assert_eq!(p.stage, Stage::WaitingForCard);
+    assert_ne!(rig.sim.status().state, PointState::Authorized);
+    assert!(ledger(&desk, TxnKind::GreyLock).is_empty());
+    assert_eq!(rig.slot.remove().balance(), 50_000);
+}
