@@ -125,6 +125,8 @@ enum Command {
     },
     /// Point of sale: operator login, purchases, loads, card desk operations.
     Pos(cardmesh_node::pos::cli::PosArgs),
+    /// Fuel station: check the `[station]` section of config.toml and its devices.
+    Station(cardmesh_node::station::cli::StationArgs),
 }
 
 #[derive(Subcommand)]
@@ -508,6 +510,7 @@ fn main() -> Result<()> {
             }
         }
         Command::Pos(args) => cardmesh_node::pos::cli::run(args, clock())?,
+        Command::Station(args) => cardmesh_node::station::cli::run(args)?,
         Command::Check { data } => {
             let store = identity::open(&DataDir::new(&data), clock())?;
             store

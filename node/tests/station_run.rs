@@ -13,28 +13,17 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[test]
-fn cardmesh_run_starts_the_station_of_its_config_and_fills_through_pcscd() {
-    let Some(_slots) = VpcdSlots::for_test() else {
-        return;
-    };
-    let (net, desk) = fuel_net();
-    let key = net.desk_key();
-    let chip = loaded_card(&net, &desk, 7, "500");
-    login(&desk, &key, terminal_1(), CASHIER_1);
-    drop(desk);
-    let rig = Rig::new(net.tmp.path(), "st1", terminal_1());
+/// A config.toml whose station is `rig`'s, with `extra` lines in `[station]`.
+fn station_toml(rig: &Rig, extra: &str) -> String {
     let point = &rig.config.devices.points[0];
     let printer = rig.config.devices.printer.as_ref().unwrap();
-    std::fs::write(
-        net.desk_dir.path().join(config::FILE),
-        format!(
-            r#"[sync]
+    format!(
+        r#"[sync]
 listen = "127.0.0.1:0"
 
 [station]
 terminals = ["{terminal}"]
-readers = ["{CARD_READER_NAME}"]
+{extra}
 
 [[station.points]]
 port = "{pump}"
@@ -47,10 +36,69 @@ port = "{printer}"
 header = ["{HEADER}"]
 footer = ["{FOOTER}"]
 "#,
-            terminal = terminal_1(),
-            pump = point.port,
-            printer = printer.port,
-        ),
+        terminal = terminal_1(),
+        pump = point.port,
+        printer = printer.port,
+    )
+}
+
+#[test]
+fn station_check_names_each_device_and_what_it_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rig = Rig::new(tmp.path(), "chk", terminal_1());
+    rig.sim.lift(1).unwrap();
+    let config = tmp.path().join(config::FILE);
+    std::fs::write(&config, station_toml(&rig, "")).unwrap();
+    let check = || {
+        Command::new(cardmesh())
+            .args(["station", "check", "--data"])
+            .arg(tmp.path())
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "point 1: terminal {}, {} at 9600 baud, address 0x50, nozzles 1=92 2=95, no reader configured: nozzle 1 (92) calling",
+            terminal_1(),
+            rig.config.devices.points[0].port
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("32 columns: port open"), "{stdout}");
+    assert!(
+        stdout.contains("most one fill may cost: 1000.00"),
+        "{stdout}"
+    );
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("address = 0x50", "address = 0x51")).unwrap();
+    let out = check();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert!(!out.status.success());
+    assert!(stdout.contains("NOT ANSWERING"), "{stdout}");
+    assert!(stderr.contains("did not answer"), "{stderr}");
+}
+
+#[test]
+fn cardmesh_run_starts_the_station_of_its_config_and_fills_through_pcscd() {
+    let Some(_slots) = VpcdSlots::for_test() else {
+        return;
+    };
+    let (net, desk) = fuel_net();
+    let key = net.desk_key();
+    let chip = loaded_card(&net, &desk, 7, "500");
+    login(&desk, &key, terminal_1(), CASHIER_1);
+    drop(desk);
+    let rig = Rig::new(net.tmp.path(), "st1", terminal_1());
+    std::fs::write(
+        net.desk_dir.path().join(config::FILE),
+        station_toml(&rig, &format!("readers = [\"{CARD_READER_NAME}\"]")),
     )
     .unwrap();
 

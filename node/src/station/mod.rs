@@ -9,9 +9,11 @@
 //! point's journal ([`fill`]); a restarted station picks the fill up from the pump's
 //! totals, and a card that left before its debit is debited when it comes back here or
 //! at any station that holds the deferred-debit record. The live state of every point
-//! is plain data on a [`Board`] ([`board`]) for the console.
+//! is plain data on a [`Board`] ([`board`]) for the console; [`cli`] is
+//! `cardmesh station check`.
 
 pub mod board;
+pub mod cli;
 pub mod config;
 pub mod fill;
 pub mod point;
