@@ -61,6 +61,9 @@ impl Default for NodeConfig {
 struct File {
     #[serde(default)]
     sync: SyncSection,
+    /// The fuel station's devices: read and checked by `station::config`.
+    #[serde(default, rename = "station")]
+    _station: Option<toml::Table>,
 }
 
 #[derive(Deserialize, Default)]

@@ -219,6 +219,7 @@ pub struct Running {
     peers: Vec<crate::config::NamedPeer>,
     key: NodeKey,
     dir: DataDir,
+    station: Option<crate::station::Station>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -258,8 +259,25 @@ impl Running {
             peers: config.peers,
             key: signing,
             dir: dir.clone(),
+            station: None,
             runtime,
         })
+    }
+
+    /// Starts the fuel station of `config.toml`'s `[station]` section, if it has one;
+    /// returns whether it did.
+    pub fn start_station(&mut self, dir: &DataDir) -> Result<bool, crate::station::StationError> {
+        self.station = crate::station::Station::start_configured(
+            dir,
+            self.node.store(),
+            self.node.clock.clone(),
+        )?;
+        Ok(self.station.is_some())
+    }
+
+    /// The fuel station, if this node runs one: its points' live state for the console.
+    pub fn station(&self) -> Option<&crate::station::Station> {
+        self.station.as_ref()
     }
 
     pub fn node(&self) -> &Node {

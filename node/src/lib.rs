@@ -13,6 +13,7 @@ pub mod link;
 pub mod pos;
 pub mod sam;
 pub mod seal;
+pub mod station;
 pub mod status;
 pub mod store;
 pub mod usb;

@@ -125,6 +125,8 @@ enum Command {
     },
     /// Point of sale: operator login, purchases, loads, card desk operations.
     Pos(cardmesh_node::pos::cli::PosArgs),
+    /// Fuel station: check the `[station]` section of config.toml and its devices.
+    Station(cardmesh_node::station::cli::StationArgs),
 }
 
 #[derive(Subcommand)]
@@ -492,13 +494,19 @@ fn main() -> Result<()> {
                 config.listen = listen;
             }
             let peers = config.peers.len();
-            let running = Running::start(&DataDir::new(&data), config, clock())
+            let mut running = Running::start(&DataDir::new(&data), config, clock())
                 .context("starting the node")?;
             let _verifier = cardmesh_node::hq::watch::Watch::for_node(
                 running.node().store(),
                 &DataDir::new(&data),
                 clock(),
             )?;
+            if running
+                .start_station(&DataDir::new(&data))
+                .context("starting the fuel station")?
+            {
+                println!("fuel station started: one worker per fuelling point");
+            }
             if headless {
                 println!(
                     "{} serving sync on {:?}, dialing {peers} configured peers; Ctrl-C stops",
@@ -513,6 +521,7 @@ fn main() -> Result<()> {
             }
         }
         Command::Pos(args) => cardmesh_node::pos::cli::run(args, clock())?,
+        Command::Station(args) => cardmesh_node::station::cli::run(args)?,
         Command::Check { data } => {
             let store = identity::open(&DataDir::new(&data), clock())?;
             store
