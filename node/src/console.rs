@@ -25,7 +25,7 @@ use cardmesh_model::docs::DocName;
 use cardmesh_model::docs::network::{self, NetworkRegistry};
 use cardmesh_model::docs::pricebook;
 use cardmesh_model::registry::CardRecord;
-use cardmesh_model::report::{Totals, TxnClass};
+use cardmesh_model::report::{Scope, Totals, TxnClass};
 use cardmesh_model::settlement::{day_of, days_from_civil};
 use cardmesh_model::{
     BusinessDay, CardAsn, Money, NodeKey, OperatorId, ProductId, Quantity, Role, SiteId, TerminalId,
@@ -571,15 +571,18 @@ impl Seat<'_> {
         })
     }
 
-    /// This node's totals over `from..=to`: every site's at HQ, its own site's elsewhere.
+    /// This node's totals over `from..=to`: at HQ what the logged-in operator may read
+    /// (the network, or their merchant), its own site's elsewhere.
     fn totals(&self, reg: &NetworkRegistry, from: BusinessDay, to: BusinessDay) -> Answer<Totals> {
         let store = self.store();
         let cert = store.own_certificate();
         if cert.role == Role::Hq {
-            return hq_report::totals_between(store, reg, from, to, None).map_err(plain);
+            let session = self.pos()?.session().map_err(pos_failure)?;
+            let scope = Scope::of_operator(reg, &cert.site, &session.operator).map_err(plain)?;
+            return hq_report::totals_between(store, reg, from, to, &scope).map_err(plain);
         }
         Ok(
-            hq_report::sales_between(store, reg, By::Site, from, to, None)
+            hq_report::sales_between(store, reg, By::Site, from, to, &Scope::Network)
                 .map_err(plain)?
                 .remove(&cert.site.to_string())
                 .unwrap_or_default(),
