@@ -10,7 +10,7 @@
 //! of loads and purchases, made through the POS with the clock set back, give the
 //! reports and charts something to show.
 
-use crate::console::{CardSource, DemoDevices};
+use crate::console::{CardSource, DemoDevices, DialUp};
 use crate::handle::{Cluster, Node};
 use crate::identity::{self, DataDir, IdentityError};
 use crate::keys::{self, KeyError};
@@ -171,11 +171,15 @@ pub fn create(root: &Path, clock: Arc<dyn Clock>) -> Result<Cluster, DemoError> 
         .map(|(id, _, role, site, pin)| format!("{id} / {pin} ({role} at {site})"))
         .collect::<Vec<_>>()
         .join(", ");
+    // The station reaches HQ over dial-up too, through the simulated phone exchange.
+    let dial_up = DialUp::install(root, 3, 0)
+        .map_err(|e| DemoError::Seed(format!("the dial-up line (socat and modems): {e}")))?;
     cluster.devices = Some(DemoDevices {
         cards,
         stick: root.join("usb-stick"),
         network_key: identity::load_network_key(&hq_dir)?,
         hint: format!("demo operators: {hint}. Every demo card's PIN is {CARD_PIN}."),
+        dial_up: Some(dial_up),
     });
     Ok(cluster)
 }

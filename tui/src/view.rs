@@ -232,7 +232,7 @@ fn link_table(frame: &mut Frame, area: Rect, s: &State, cursor: Option<usize>) {
         Table::new(
             rows,
             [
-                Constraint::Length(10),
+                Constraint::Length(16),
                 Constraint::Length(16),
                 Constraint::Length(10),
                 Constraint::Length(9),
