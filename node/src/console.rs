@@ -24,7 +24,7 @@ use cardmesh_drivers::modem::sim::{Exchange, LineConfig};
 use cardmesh_drivers::reader::pcsc::PcscReader;
 use cardmesh_drivers::reader::{CardReader, MemoryReader};
 use cardmesh_drivers::types::Pin;
-use cardmesh_model::body::{Body, CardTxn, TxnKind};
+use cardmesh_model::body::{Body, CardTxn, Holder, TxnKind};
 use cardmesh_model::docs::DocName;
 use cardmesh_model::docs::network::{self, NetworkRegistry};
 use cardmesh_model::docs::pricebook;
@@ -522,6 +522,21 @@ impl Seat<'_> {
         ))
     }
 
+    fn issue(&self, card: CardAsn, holder: Option<&str>, deposit: Money) -> Answer<String> {
+        let holder = holder.map(|name| Holder {
+            name: name.to_string(),
+            id_number: String::new(),
+            phone: String::new(),
+        });
+        let who = holder
+            .as_ref()
+            .map_or("anonymous".to_string(), |h| h.name.clone());
+        self.pos()?
+            .issue(&mut self.purse(card)?, holder, deposit)
+            .map_err(pos_failure)?;
+        Ok(format!("issued card {card} to {who}, deposit {deposit}"))
+    }
+
     fn change_pin(&self, card: CardAsn, old: &str, new: &str) -> Answer<String> {
         let old = Pin::parse(old).map_err(plain)?;
         let new = Pin::parse(new).map_err(plain)?;
@@ -751,6 +766,9 @@ impl Seat<'_> {
 }
 
 fn holder_and_class(record: Option<&CardRecord>) -> (String, String) {
+    if record.is_none() {
+        return ("not issued".into(), "blank".into());
+    }
     let holder = record
         .and_then(|r| r.holder.as_ref())
         .map_or("unknown card".to_string(), |h| {
@@ -936,6 +954,16 @@ impl Nodes for Cluster {
         self.seat(index)?.load(card, amount, pin)
     }
 
+    fn issue(
+        &self,
+        index: usize,
+        card: CardAsn,
+        holder: Option<&str>,
+        deposit: Money,
+    ) -> Answer<String> {
+        self.seat(index)?.issue(card, holder, deposit)
+    }
+
     fn report_lost(&self, index: usize, card: CardAsn) -> Answer<String> {
         self.seat(index)?
             .pos()?
@@ -1100,6 +1128,16 @@ impl Nodes for Running {
 
     fn load(&self, _: usize, card: CardAsn, amount: Money, pin: &str) -> Answer<String> {
         self.seat().load(card, amount, pin)
+    }
+
+    fn issue(
+        &self,
+        _: usize,
+        card: CardAsn,
+        holder: Option<&str>,
+        deposit: Money,
+    ) -> Answer<String> {
+        self.seat().issue(card, holder, deposit)
     }
 
     fn report_lost(&self, _: usize, card: CardAsn) -> Answer<String> {

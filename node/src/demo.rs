@@ -193,11 +193,16 @@ impl Clock for At {
     }
 }
 
-/// Personalizes a chip for every demo card into `dir`, one state file per card.
+/// A personalized chip the registry does not know yet: the card desk issues it.
+const BLANK_CARD: CardAsn = CardAsn([0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07]);
+
+/// Personalizes a chip for every demo card, and one blank, into `dir`, one state file
+/// per card.
 fn fill_wallet(dir: &Path, masters: &MasterKeys) -> Result<(), DemoError> {
     fs::create_dir_all(dir)?;
     let pin = Pin::parse(CARD_PIN).map_err(|e| DemoError::Wallet(e.to_string()))?;
-    for (asn, _, class) in demo_cards() {
+    let blank = (BLANK_CARD, None, "standard");
+    for (asn, _, class) in demo_cards().into_iter().chain([blank]) {
         let chip = Asn(asn.0);
         let p = Personalization {
             asn: chip,

@@ -192,6 +192,22 @@ fn the_demo_sells_to_a_card_syncs_and_shows_the_sale_at_hq_then_quits_cleanly() 
         "three iroh links and a dial-up line: {s}"
     );
 
+    // HQ's admin issues the wallet's blank card to a customer.
+    keys(&session, &["4"]);
+    let s = wait_for(&session, "not issued (blank)");
+    assert!(s.contains("1000000000000007"), "{s}");
+    keys(
+        &session,
+        &["Down", "Down", "Down", "Down", "Down", "Down", "i"],
+    );
+    type_line(&session, "Ma Li");
+    type_line(&session, "20");
+    wait_for(
+        &session,
+        "issued card 1000000000000007 to Ma Li, deposit 20.00",
+    );
+    wait_for(&session, "1000000000000007  Ma Li");
+
     // From HQ's sync screen, the station calls HQ over the simulated dial-up line.
     keys(&session, &["6"]);
     let s = wait_for(&session, "station-1/modem");
