@@ -8,19 +8,23 @@
 //! its site. Cards are presented from the demo's wallet (virtual cards kept in files, so
 //! one card carried from node to node keeps its balance) or from a PC/SC reader.
 
-use crate::handle::{Cluster, Node, Running};
+use crate::handle::{Cluster, Node, Running, Session};
 use crate::hq::report::{self as hq_report, By};
 use crate::identity::NetworkKey;
+use crate::link::NodeSync;
+use crate::link::serial::call;
 use crate::pos::{BasketLine, OperatorRole, Pos, PosError};
 use crate::sam::software_sam;
 use crate::store::{Store, StoreError};
 use crate::usb;
 use cardmesh_drivers::card::VirtualCard;
 use cardmesh_drivers::epurse::EPurse;
+use cardmesh_drivers::modem::pty::SocatPair;
+use cardmesh_drivers::modem::sim::{Exchange, LineConfig};
 use cardmesh_drivers::reader::pcsc::PcscReader;
 use cardmesh_drivers::reader::{CardReader, MemoryReader};
 use cardmesh_drivers::types::Pin;
-use cardmesh_model::body::{Body, CardTxn, TxnKind};
+use cardmesh_model::body::{Body, CardTxn, Holder, TxnKind};
 use cardmesh_model::docs::DocName;
 use cardmesh_model::docs::network::{self, NetworkRegistry};
 use cardmesh_model::docs::pricebook;
@@ -36,6 +40,7 @@ use cardmesh_tui::{
 };
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 const DAY_MS: i64 = 86_400_000;
 /// What one USB sync from the console may write to the stick.
@@ -50,13 +55,66 @@ pub enum CardSource {
     Reader(String),
 }
 
-/// What the demo's console has besides the nodes: its wallet and USB stick folder.
+/// What the demo's console has besides the nodes: its wallet, USB stick folder and the
+/// dial-up line.
 pub struct DemoDevices {
     pub cards: CardSource,
     pub stick: PathBuf,
     pub network_key: NetworkKey,
     /// The login screen's line: the demo operators and their PINs.
     pub hint: String,
+    pub dial_up: Option<DialUp>,
+}
+
+/// Two demo nodes joined by the simulated phone exchange: each has a modem on its own
+/// socat pty pair, the caller dials, the answerer picks up once per call.
+pub struct DialUp {
+    pub caller: usize,
+    pub answerer: usize,
+    // Dropped first: the exchange's pumps hold the ptys socat serves.
+    exchange: Exchange,
+    caller_port: SocatPair,
+    answerer_port: SocatPair,
+    last: Mutex<Option<Session>>,
+}
+
+const ANSWERER_NUMBER: &str = "5550100";
+const CALLER_NUMBER: &str = "5550300";
+
+/// The peer name the dial-up link has in the console (the iroh link has the plain name).
+pub fn dial_up_name(peer: &str) -> String {
+    format!("{peer}/modem")
+}
+
+impl DialUp {
+    /// Puts modems for nodes `caller` and `answerer` on a 33.6 kbit/s exchange, with
+    /// the socat ptys in `dir`.
+    pub fn install(dir: &Path, caller: usize, answerer: usize) -> std::io::Result<DialUp> {
+        let caller_port = SocatPair::start(dir, "caller-modem")?;
+        let answerer_port = SocatPair::start(dir, "answerer-modem")?;
+        let mut exchange = Exchange::new(LineConfig::V34);
+        exchange.install(CALLER_NUMBER, caller_port.b())?;
+        exchange.install(ANSWERER_NUMBER, answerer_port.b())?;
+        Ok(DialUp {
+            caller,
+            answerer,
+            exchange,
+            caller_port,
+            answerer_port,
+            last: Mutex::new(None),
+        })
+    }
+
+    fn connects(&self, a: usize, b: usize) -> bool {
+        (a, b) == (self.caller, self.answerer) || (b, a) == (self.caller, self.answerer)
+    }
+
+    fn last(&self) -> Option<Session> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 fn plain(e: impl std::fmt::Display) -> Failure {
@@ -464,6 +522,21 @@ impl Seat<'_> {
         ))
     }
 
+    fn issue(&self, card: CardAsn, holder: Option<&str>, deposit: Money) -> Answer<String> {
+        let holder = holder.map(|name| Holder {
+            name: name.to_string(),
+            id_number: String::new(),
+            phone: String::new(),
+        });
+        let who = holder
+            .as_ref()
+            .map_or("anonymous".to_string(), |h| h.name.clone());
+        self.pos()?
+            .issue(&mut self.purse(card)?, holder, deposit)
+            .map_err(pos_failure)?;
+        Ok(format!("issued card {card} to {who}, deposit {deposit}"))
+    }
+
     fn change_pin(&self, card: CardAsn, old: &str, new: &str) -> Answer<String> {
         let old = Pin::parse(old).map_err(plain)?;
         let new = Pin::parse(new).map_err(plain)?;
@@ -696,6 +769,9 @@ impl Seat<'_> {
 }
 
 fn holder_and_class(record: Option<&CardRecord>) -> (String, String) {
+    if record.is_none() {
+        return ("not issued".into(), "blank".into());
+    }
     let holder = record
         .and_then(|r| r.holder.as_ref())
         .map_or("unknown card".to_string(), |h| {
@@ -758,7 +834,73 @@ impl Cluster {
                 last_error: last.and_then(|s| s.error),
             });
         }
+        if let Some(d) = self.devices.as_ref().and_then(|d| d.dial_up.as_ref())
+            && (d.caller == index || d.answerer == index)
+        {
+            let peer = if d.caller == index {
+                d.answerer
+            } else {
+                d.caller
+            };
+            let last = d.last();
+            let other = self.nodes()[peer].store();
+            rows.push(LinkRow {
+                peer: dial_up_name(self.nodes()[peer].name()),
+                kind: "dial-up (modem)".into(),
+                last_sync: last.as_ref().map_or("never".into(), |s| {
+                    local_time(s.at_ms as i64, offset)
+                        .split_once(' ')
+                        .map_or(String::new(), |(_, t)| t.to_string())
+                }),
+                pending_out: lacking(me.store(), other).map_err(plain)?,
+                pending_in: lacking(other, me.store()).map_err(plain)?,
+                last_error: last.and_then(|s| s.error),
+            });
+        }
         Ok(rows)
+    }
+
+    /// One call over the dial-up line between nodes `a` and `b` (either may ask; the
+    /// caller always dials): the answerer picks up once, the caller syncs and hangs up.
+    fn call(&self, d: &DialUp, a: usize, b: usize) -> Answer<String> {
+        if !d.connects(a, b) {
+            return Err(plain("there is no dial-up line between these nodes"));
+        }
+        let sync = |i: usize| NodeSync::new(self.nodes()[i].store().clone(), self.key(i).clone());
+        let (caller, answerer) = (sync(d.caller), sync(d.answerer));
+        let clock = self.nodes()[d.caller].clock();
+        let answer_port = d.answerer_port.a().to_string();
+        let answer_clock = clock.clone();
+        let result = self.block_on(async move {
+            let answering = tokio::spawn(async move {
+                call::answer(&answerer, &answer_port, answer_clock, Some(1)).await
+            });
+            let dialled =
+                call::dial(&caller, d.caller_port.a(), ANSWERER_NUMBER, clock.as_ref()).await;
+            let answered = answering.await;
+            let o = dialled.map_err(|e| format!("the call failed: {e}"))?;
+            match answered {
+                Ok(Ok(())) => Ok(o),
+                Ok(Err(e)) => Err(format!("the answering modem failed: {e}")),
+                Err(e) => Err(format!("the answering side stopped: {e}")),
+            }
+        });
+        *d.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Session {
+            at_ms: self.nodes()[a].clock().now_ms(),
+            error: result.as_ref().err().cloned(),
+        });
+        let o = result.map_err(Failure::Plain)?;
+        Ok(format!(
+            "dial-up call {}: {} called {}, {} in / {} out, {} bytes",
+            d.exchange.stats().calls,
+            self.nodes()[d.caller].name(),
+            self.nodes()[d.answerer].name(),
+            o.session.stats.entries_applied,
+            o.session.stats.applied_by_peer,
+            o.line.bytes_sent
+        ))
     }
 }
 
@@ -815,6 +957,16 @@ impl Nodes for Cluster {
         self.seat(index)?.load(card, amount, pin)
     }
 
+    fn issue(
+        &self,
+        index: usize,
+        card: CardAsn,
+        holder: Option<&str>,
+        deposit: Money,
+    ) -> Answer<String> {
+        self.seat(index)?.issue(card, holder, deposit)
+    }
+
     fn report_lost(&self, index: usize, card: CardAsn) -> Answer<String> {
         self.seat(index)?
             .pos()?
@@ -849,11 +1001,16 @@ impl Nodes for Cluster {
     }
 
     fn dial(&self, index: usize, peer: &str) -> Answer<String> {
-        let j = self
-            .nodes()
-            .iter()
-            .position(|n| n.name() == peer)
-            .ok_or_else(|| plain(format!("no peer called {peer}")))?;
+        let by_name = |name: &str| self.nodes().iter().position(|n| n.name() == name);
+        if let Some(d) = self.devices.as_ref().and_then(|d| d.dial_up.as_ref())
+            && let Some(j) = self
+                .nodes()
+                .iter()
+                .position(|n| dial_up_name(n.name()) == peer)
+        {
+            return self.call(d, index, j);
+        }
+        let j = by_name(peer).ok_or_else(|| plain(format!("no peer called {peer}")))?;
         let moved = self.sync_pair(index, j).map_err(Failure::Plain)?;
         Ok(format!("synced with {peer}: {moved} entries moved"))
     }
@@ -974,6 +1131,16 @@ impl Nodes for Running {
 
     fn load(&self, _: usize, card: CardAsn, amount: Money, pin: &str) -> Answer<String> {
         self.seat().load(card, amount, pin)
+    }
+
+    fn issue(
+        &self,
+        _: usize,
+        card: CardAsn,
+        holder: Option<&str>,
+        deposit: Money,
+    ) -> Answer<String> {
+        self.seat().issue(card, holder, deposit)
     }
 
     fn report_lost(&self, _: usize, card: CardAsn) -> Answer<String> {

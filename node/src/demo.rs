@@ -10,7 +10,7 @@
 //! of loads and purchases, made through the POS with the clock set back, give the
 //! reports and charts something to show.
 
-use crate::console::{CardSource, DemoDevices};
+use crate::console::{CardSource, DemoDevices, DialUp};
 use crate::handle::{Cluster, Node};
 use crate::identity::{self, DataDir, IdentityError};
 use crate::keys::{self, KeyError};
@@ -171,11 +171,15 @@ pub fn create(root: &Path, clock: Arc<dyn Clock>) -> Result<Cluster, DemoError> 
         .map(|(id, _, role, site, pin)| format!("{id} / {pin} ({role} at {site})"))
         .collect::<Vec<_>>()
         .join(", ");
+    // The station reaches HQ over dial-up too, through the simulated phone exchange.
+    let dial_up = DialUp::install(root, 3, 0)
+        .map_err(|e| DemoError::Seed(format!("the dial-up line (socat and modems): {e}")))?;
     cluster.devices = Some(DemoDevices {
         cards,
         stick: root.join("usb-stick"),
         network_key: identity::load_network_key(&hq_dir)?,
         hint: format!("demo operators: {hint}. Every demo card's PIN is {CARD_PIN}."),
+        dial_up: Some(dial_up),
     });
     Ok(cluster)
 }
@@ -189,11 +193,16 @@ impl Clock for At {
     }
 }
 
-/// Personalizes a chip for every demo card into `dir`, one state file per card.
+/// A personalized chip the registry does not know yet: the card desk issues it.
+const BLANK_CARD: CardAsn = CardAsn([0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07]);
+
+/// Personalizes a chip for every demo card, and one blank, into `dir`, one state file
+/// per card.
 fn fill_wallet(dir: &Path, masters: &MasterKeys) -> Result<(), DemoError> {
     fs::create_dir_all(dir)?;
     let pin = Pin::parse(CARD_PIN).map_err(|e| DemoError::Wallet(e.to_string()))?;
-    for (asn, _, class) in demo_cards() {
+    let blank = (BLANK_CARD, None, "standard");
+    for (asn, _, class) in demo_cards().into_iter().chain([blank]) {
         let chip = Asn(asn.0);
         let p = Personalization {
             asn: chip,

@@ -191,6 +191,11 @@ impl Cluster {
         result
     }
 
+    /// Runs a future on the cluster's runtime (the dial-up line's call).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
     /// How the last session between nodes `i` and `j` went, if there was one.
     pub fn last_session(&self, i: usize, j: usize) -> Option<Session> {
         self.sessions

@@ -16,7 +16,11 @@ fn screen(session: &str) -> String {
 
 /// Waits until the screen shows `text` (the console redraws on its own schedule).
 fn wait_for(session: &str, text: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_within(session, text, Duration::from_secs(20))
+}
+
+fn wait_within(session: &str, text: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
     loop {
         let s = screen(session);
         if s.contains(text) {
@@ -183,7 +187,38 @@ fn the_demo_sells_to_a_card_syncs_and_shows_the_sale_at_hq_then_quits_cleanly() 
         s.contains("000000000101  1      8.55"),
         "one sale of 8.55 at shop-1's terminal: {s}"
     );
-    assert!(s.contains("links 3/3 ok"), "{s}");
+    assert!(
+        s.contains("links 4/4 ok"),
+        "three iroh links and a dial-up line: {s}"
+    );
+
+    // HQ's admin issues the wallet's blank card to a customer.
+    keys(&session, &["4"]);
+    let s = wait_for(&session, "not issued (blank)");
+    assert!(s.contains("1000000000000007"), "{s}");
+    keys(
+        &session,
+        &["Down", "Down", "Down", "Down", "Down", "Down", "i"],
+    );
+    type_line(&session, "Ma Li");
+    type_line(&session, "20");
+    wait_for(
+        &session,
+        "issued card 1000000000000007 to Ma Li, deposit 20.00",
+    );
+    wait_for(&session, "1000000000000007  Ma Li");
+
+    // From HQ's sync screen, the station calls HQ over the simulated dial-up line.
+    keys(&session, &["6"]);
+    let s = wait_for(&session, "station-1/modem");
+    assert!(s.contains("dial-up (modem)"), "{s}");
+    keys(&session, &["Down", "Down", "Down", "d"]);
+    let s = wait_within(
+        &session,
+        "dial-up call 1: station-1 called hq",
+        Duration::from_secs(90),
+    );
+    assert!(s.contains(" out, ") && s.contains(" bytes "), "{s}");
 
     keys(&session, &["?"]);
     wait_for(&session, "sync every link");

@@ -70,6 +70,8 @@ pub enum Ask {
     SalePin,
     LoadAmount,
     LoadPin { amount: Money },
+    IssueHolder,
+    IssueDeposit { holder: String },
     OldPin,
     NewPin { old: String },
     Price { product: String },
@@ -566,6 +568,22 @@ impl App {
                     self.present();
                 }
             }
+            Ask::IssueHolder => {
+                self.ask("deposit (yuan)", false, Ask::IssueDeposit { holder: value })
+            }
+            Ask::IssueDeposit { holder } => match (value.parse::<Money>(), card) {
+                (Ok(deposit), Some(card)) if deposit >= Money::ZERO => self.job(
+                    "issuing the card",
+                    Box::new(move |n, _| {
+                        let holder = (!holder.is_empty()).then_some(holder.as_str());
+                        Reply::Done(n.issue(node, card, holder, deposit))
+                    }),
+                ),
+                _ => {
+                    self.state.message =
+                        format!("'{value}' is not a deposit in yuan (like 20 or 0)")
+                }
+            },
             Ask::OldPin => self.ask("new card PIN", true, Ask::NewPin { old: value }),
             Ask::NewPin { old } => {
                 if let Some(card) = card {
@@ -740,6 +758,9 @@ impl App {
                 self.ask("amount to load (yuan)", false, Ask::LoadAmount)
             }
             (KeyCode::Char('p'), Some(_)) => self.ask("current card PIN", true, Ask::OldPin),
+            (KeyCode::Char('i'), Some(_)) => {
+                self.ask("holder's name (empty: anonymous)", false, Ask::IssueHolder)
+            }
             (KeyCode::Char('!'), Some(card)) => self.job(
                 "reporting the card lost",
                 Box::new(move |n, _| Reply::Done(n.report_lost(node, card))),
@@ -1050,6 +1071,34 @@ mod tests {
             "'12.345' is not an amount in yuan (like 100 or 25.50)"
         );
         assert_eq!(app.state().prompt, None);
+    }
+
+    #[test]
+    fn issuing_asks_holder_then_deposit_and_refuses_a_bad_deposit() {
+        let mut app = app();
+        login(&mut app, "shop1-mgr", "2222");
+        press(&mut app, KeyCode::Char('4'));
+        press(&mut app, KeyCode::Char('i'));
+        typed(&mut app, "Ma Li");
+        typed(&mut app, "twenty");
+        assert_eq!(
+            app.state().message,
+            "'twenty' is not a deposit in yuan (like 20 or 0)"
+        );
+        press(&mut app, KeyCode::Char('i'));
+        typed(&mut app, "Ma Li");
+        typed(&mut app, "20");
+        assert_eq!(
+            app.state().message,
+            "issued 1000000000000001 to Ma Li, deposit 20.00"
+        );
+        press(&mut app, KeyCode::Char('i'));
+        typed(&mut app, "");
+        typed(&mut app, "0");
+        assert_eq!(
+            app.state().message,
+            "issued 1000000000000001 to anonymous, deposit 0.00"
+        );
     }
 
     #[test]

@@ -315,6 +315,18 @@ impl Nodes for Fake {
             "this node does not hold the load key ({amount})"
         )))
     }
+    fn issue(
+        &self,
+        _: usize,
+        card: CardAsn,
+        holder: Option<&str>,
+        deposit: Money,
+    ) -> Answer<String> {
+        Ok(format!(
+            "issued {card} to {}, deposit {deposit}",
+            holder.unwrap_or("anonymous")
+        ))
+    }
     fn report_lost(&self, _: usize, card: CardAsn) -> Answer<String> {
         Ok(format!("{card} blocked"))
     }

@@ -225,6 +225,14 @@ pub trait Nodes: Send {
     /// The card's record and history; with `present`, read from the chip too.
     fn card(&self, index: usize, card: CardAsn, present: bool) -> Answer<CardDetails>;
     fn load(&self, index: usize, card: CardAsn, amount: Money, pin: &str) -> Answer<String>;
+    /// Sells a blank card to a customer: named (`holder`) or anonymous, with a deposit.
+    fn issue(
+        &self,
+        index: usize,
+        card: CardAsn,
+        holder: Option<&str>,
+        deposit: Money,
+    ) -> Answer<String>;
     fn report_lost(&self, index: usize, card: CardAsn) -> Answer<String>;
     fn unblock(&self, index: usize, card: CardAsn) -> Answer<String>;
     fn change_pin(&self, index: usize, card: CardAsn, old: &str, new: &str) -> Answer<String>;

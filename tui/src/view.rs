@@ -232,7 +232,7 @@ fn link_table(frame: &mut Frame, area: Rect, s: &State, cursor: Option<usize>) {
         Table::new(
             rows,
             [
-                Constraint::Length(10),
+                Constraint::Length(16),
                 Constraint::Length(16),
                 Constraint::Length(10),
                 Constraint::Length(9),
@@ -387,7 +387,7 @@ fn cards(frame: &mut Frame, area: Rect, s: &State) {
             .block(bordered("wallet  ↑↓ choose")),
         left,
     );
-    let keys = "Enter present · l load · ! report lost · p change PIN";
+    let keys = "Enter present · l load · i issue · ! lost · p PIN";
     let Some(d) = &s.details else {
         frame.render_widget(
             Paragraph::new("present the card (Enter) to read it").block(bordered(keys)),
@@ -599,7 +599,7 @@ fn help(frame: &mut Frame, area: Rect, tab: Tab) {
         Tab::Cards => &[
             "↑↓      choose a card        Enter  present it (balance, history)",
             "l       load money           !      report lost",
-            "p       change the PIN",
+            "p       change the PIN       i      issue a blank card (name, deposit)",
         ],
         Tab::Prices => &[
             "↑↓      choose a product     e      new price, now or from a day",
