@@ -173,3 +173,35 @@ fn a_fill_cut_off_by_a_crash_is_debited_once_at_another_station_after_sync() {
         link_2.shutdown().await;
     });
 }
+
+#[test]
+fn a_station_restarted_mid_fill_debits_the_card_still_in_its_reader() {
+    let (net, desk) = fuel_net();
+    let key = net.desk_key();
+    let chip = loaded_card(&net, &desk, 7, "500");
+    login(&desk, &key, terminal_1(), CASHIER_1);
+    let rig = Rig::new(net.tmp.path(), "st1", terminal_1());
+    let station = rig.start(&desk, &key);
+    rig.slot.insert(chip);
+    wait(&station, "the pump authorized", |p| {
+        p.stage == Stage::Fuelling
+    });
+    rig.sim.lift(2).unwrap();
+    rig.sim.pump(5_000).unwrap();
+    wait(&station, "5 litres", |p| p.volume.milli() == 5_000);
+    drop(station);
+    // The pump goes on while the node is down.
+    rig.sim.pump(5_000).unwrap();
+    rig.sim.hang_up().unwrap();
+
+    let station = rig.start(&desk, &key);
+    let p = wait(&station, "the fill recovered", |p| p.fills == 1);
+    assert_eq!(p.last_error, None);
+    let r = rig.receipt();
+    assert!(line(&r, "升数 Litres").ends_with("10.000"), "{}", r.text());
+    assert!(line(&r, "金额 Amount").ends_with("81.00"));
+    assert!(line(&r, "卡余额 Balance").ends_with("419.00"));
+    drop(station);
+    assert_eq!(rig.slot.remove().balance(), 41_900);
+    assert_ledger_equals_card(&desk, 41_900);
+}

@@ -286,3 +286,31 @@ fn a_blacklisted_card_is_refused_before_anything_is_locked_or_pumped() {
     assert!(ledger(&desk, TxnKind::GreyLock).is_empty());
     assert_eq!(rig.slot.remove().balance(), 50_000);
 }
+
+#[test]
+fn a_customer_preset_caps_the_grey_lock_and_the_fill() {
+    let (net, desk) = fuel_net();
+    let key = net.desk_key();
+    let chip = loaded_card(&net, &desk, 7, "500");
+    login(&desk, &key, terminal_1(), CASHIER_1);
+    let rig = Rig::new(net.tmp.path(), "st1", terminal_1());
+    let station = rig.start(&desk, &key);
+    station.preset(1, yuan("20.00")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    rig.slot.insert(chip);
+    authorized(&station);
+    rig.sim.lift(1).unwrap();
+    // The pump stops itself at 20.00: 2.667 litres at 7.50.
+    rig.sim.start_flow(20_000);
+    let p = wait(&station, "the fill debited", |p| p.fills == 1);
+    assert_eq!(p.volume, Quantity::from_milli(2_667));
+    assert_eq!(
+        ledger(&desk, TxnKind::DebitForUnlock)[0].amount,
+        yuan("20.00")
+    );
+    assert!(line(&rig.receipt(), "卡余额 Balance").ends_with("480.00"));
+    assert!(
+        station.preset(2, yuan("1.00")).is_err(),
+        "there is no point 2"
+    );
+}

@@ -96,11 +96,16 @@ impl Worker {
 }
 
 impl Run {
+    /// Shows `message` on the board; logs it once, not on every tick it repeats.
     fn error(&self, message: String) {
-        tracing::warn!(point = self.w.index + 1, "{message}");
-        self.w
-            .board
-            .update(self.w.index, |p| p.last_error = Some(message));
+        let mut fresh = false;
+        self.w.board.update(self.w.index, |p| {
+            fresh = p.last_error.as_ref() != Some(&message);
+            p.last_error = Some(message.clone());
+        });
+        if fresh {
+            tracing::warn!(point = self.w.index + 1, "{message}");
+        }
     }
 
     fn show_stage(&self) {
