@@ -5,11 +5,12 @@ use crate::identity::{self, DataDir, IdentityError};
 use crate::link::NodeSync;
 use crate::link::drive::LinkError;
 use crate::link::iroh::IrohLink;
+use crate::link::schedule::Neighbour;
 use crate::link::service::{PeerStatus, SyncService};
 use crate::status::NodeStatus;
 use crate::store::{Clock, Store, StoreError};
-use cardmesh_model::NodeKey;
 use cardmesh_model::docs::{DocName, pricebook};
+use cardmesh_model::{NodeId, NodeKey};
 use cardmesh_tui::{FeedRow, NodeSummary, Nodes, PriceLine};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -183,8 +184,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Opens the node in `dir`, binds its endpoint on `config.listen` and starts dialing
-    /// `config.peers`.
+    /// Opens the node in `dir`, binds its endpoint on `config.listen` with `config.reach`
+    /// and starts dialing `config.peers` and the members LAN discovery finds.
     pub fn start(
         dir: &DataDir,
         config: crate::config::NodeConfig,
@@ -200,10 +201,11 @@ impl Running {
             .enable_all()
             .build()
             .map_err(|e| LinkError::Transport(format!("starting the async runtime: {e}")))?;
-        let link = Arc::new(runtime.block_on(IrohLink::bind(
+        let link = Arc::new(runtime.block_on(IrohLink::bind_with(
             NodeSync::new(store.clone(), key),
             config.listen,
             clock.clone(),
+            config.reach,
         ))?);
         let peers: Vec<_> = config.peers.iter().map(|p| p.peer.clone()).collect();
         let service = {
@@ -233,11 +235,20 @@ impl Running {
         self.link().local_addrs()
     }
 
-    /// The configured peers and how syncing with each is going.
+    /// The configured peers and the members found on the LAN, and how syncing with each
+    /// is going.
     pub fn peer_status(&self) -> Vec<PeerStatus> {
         self.service
             .as_ref()
             .map(SyncService::status)
+            .unwrap_or_default()
+    }
+
+    /// The nodes LAN discovery found, members and strangers.
+    pub fn neighbours(&self) -> Vec<(NodeId, Neighbour)> {
+        self.service
+            .as_ref()
+            .map(SyncService::neighbours)
             .unwrap_or_default()
     }
 
@@ -270,23 +281,27 @@ impl Nodes for Running {
     }
 
     fn sync_all(&self) -> Result<String, String> {
-        if self.peers.is_empty() {
+        let peers = self.peer_status();
+        if peers.is_empty() {
             return Err(format!(
-                "no peers configured: add [[sync.peer]] entries to {} in the data folder",
+                "no peers configured or found on the LAN: add [[sync.peer]] entries to {} in the data folder",
                 crate::config::FILE
             ));
         }
         let mut lines = Vec::new();
-        for p in &self.peers {
-            let result = self
-                .runtime
-                .block_on(self.link().sync_with(p.peer.node, p.peer.addr));
+        for p in peers.iter().map(|s| &s.peer) {
+            let name = self
+                .peers
+                .iter()
+                .find(|c| c.peer.node == p.node)
+                .map_or_else(|| p.node.short(), |c| c.name.clone());
+            let result = self.runtime.block_on(self.link().sync_with(p.node, p.addr));
             lines.push(match result {
                 Ok(o) => format!(
-                    "{}: {} in, {} out",
-                    p.name, o.stats.entries_applied, o.stats.applied_by_peer
+                    "{name}: {} in, {} out",
+                    o.stats.entries_applied, o.stats.applied_by_peer
                 ),
-                Err(e) => format!("{}: {e}", p.name),
+                Err(e) => format!("{name}: {e}"),
             });
         }
         Ok(lines.join("; "))
