@@ -486,11 +486,15 @@ fn main() -> Result<()> {
                 config.listen = listen;
             }
             let peers = config.peers.len();
+            let lan = match config.reach.lan_discovery {
+                true => " and the members found on the LAN",
+                false => "",
+            };
             let running = Running::start(&DataDir::new(&data), config, clock())
                 .context("starting the node")?;
             if headless {
                 println!(
-                    "{} serving sync on {:?}, dialing {peers} configured peers; Ctrl-C stops",
+                    "{} serving sync on {:?}, dialing {peers} configured peers{lan}; Ctrl-C stops",
                     running.node().name(),
                     running.local_addrs()
                 );
