@@ -1,16 +1,19 @@
-//! The dial-up link's figure: one store-day (2,000 card transactions and 1,000
-//! blacklist events) from a shop to HQ over the simulated 33.6 kbit/s modem, through
-//! real ttys (socat) and iroh QUIC, and the bytes on the line per entry. A plain timing,
-//! not criterion: one call takes about a minute and cannot be repeated on the same
-//! stores. The target: at most 60 s.
+//! The links' figures. First the dial-up one: one store-day (2,000 card transactions
+//! and 1,000 blacklist events) from a shop to HQ over the simulated 33.6 kbit/s modem,
+//! through real ttys (socat) and iroh QUIC, and the bytes on the line per entry (the
+//! issue's target: at most 60 s). Then entries/s of a sync session over iroh QUIC on
+//! loopback, the LAN link with no line in the way. Plain timings, not criterion: each
+//! run is one long session that cannot be repeated on the same stores.
 //!
-//! `CARDMESH_BENCH_DAY_TXNS` and `CARDMESH_BENCH_DAY_BLOCKS` change the day's size.
+//! `CARDMESH_BENCH_DAY_TXNS` and `CARDMESH_BENCH_DAY_BLOCKS` change the day's size,
+//! `CARDMESH_BENCH_IROH_N` the loopback run's (100,000 transactions by default).
 
 use cardmesh_drivers::modem::pty::SocatPair;
 use cardmesh_drivers::modem::sim::{Exchange, LineConfig};
 use cardmesh_model::body::*;
 use cardmesh_model::*;
 use cardmesh_node::link::NodeSync;
+use cardmesh_node::link::iroh::IrohLink;
 use cardmesh_node::link::serial::call;
 use cardmesh_node::store::{Clock, Store, SystemClock};
 mod support;
@@ -36,17 +39,17 @@ fn env(name: &str, default: u32) -> u32 {
 }
 
 fn main() {
-    let (txns, blocks) = (
-        env("CARDMESH_BENCH_DAY_TXNS", 2_000),
-        env("CARDMESH_BENCH_DAY_BLOCKS", 1_000),
-    );
-    let tmp = tempfile::tempdir().expect("a temporary folder");
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    store_day_over_the_modem();
+    iroh_on_loopback(env("CARDMESH_BENCH_IROH_N", 100_000));
+}
+
+/// HQ's and a shop's stores in `dir`, and the shop's key.
+fn stores(dir: &std::path::Path, clock: &Arc<dyn Clock>) -> (Store, Store, NodeKey, NodeKey) {
     let (hq_key, shop_key) = (NodeKey::from_seed(&[1; 32]), NodeKey::from_seed(&[2; 32]));
     let hq_cert = cert(&hq_key, &hq_key, "hq", Role::Hq);
     let shop_cert = cert(&hq_key, &shop_key, "shop-a", Role::Store);
     let hq = Store::create(
-        &tmp.path().join("hq.redb"),
+        &dir.join("hq.redb"),
         hq_key.clone(),
         hq_cert.clone(),
         hq_cert.clone(),
@@ -54,13 +57,86 @@ fn main() {
     )
     .expect("HQ store");
     let shop = Store::create(
-        &tmp.path().join("shop.redb"),
+        &dir.join("shop.redb"),
         shop_key.clone(),
         shop_cert,
         hq_cert,
         clock.clone(),
     )
     .expect("shop store");
+    (hq, shop, hq_key, shop_key)
+}
+
+/// A shop's feed of `n` purchases, signed and stored in `shop`.
+fn fill(shop: &Store, key: &NodeKey, n: u32) {
+    let mut head = FeedHead::EMPTY;
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let e = Entry::create(key, head, Hlc::new(u64::from(i) + 1, 0), purchase(i));
+        head = e.head();
+        batch.push(e);
+        if batch.len() == 10_000 || i + 1 == n {
+            let report = shop
+                .ingest(std::mem::take(&mut batch))
+                .expect("shop ingest");
+            assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        }
+    }
+}
+
+fn iroh_on_loopback(n: u32) {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (hq, shop, hq_key, shop_key) = stores(tmp.path(), &clock);
+    fill(&shop, &shop_key, n);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let loopback = "127.0.0.1:0".parse().expect("an address");
+    let (o, took) = rt.block_on(async {
+        let hq_link = IrohLink::bind(NodeSync::new(hq.clone(), hq_key), loopback, clock.clone())
+            .await
+            .expect("HQ's endpoint");
+        let shop_link = IrohLink::bind(
+            NodeSync::new(shop.clone(), shop_key),
+            loopback,
+            clock.clone(),
+        )
+        .await
+        .expect("the shop's endpoint");
+        let started = Instant::now();
+        let o = shop_link
+            .sync_with(hq.node_id(), hq_link.local_addrs()[0])
+            .await
+            .expect("the session");
+        let took = started.elapsed();
+        shop_link.shutdown().await;
+        hq_link.shutdown().await;
+        (o, took)
+    });
+    assert_eq!(o.stats.applied_by_peer, u64::from(n));
+    assert_eq!(
+        hq.version_vector().expect("HQ's vector"),
+        shop.version_vector().expect("the shop's vector")
+    );
+    println!(
+        "iroh bench: {n} transactions shop -> HQ over iroh QUIC on loopback in {:.2} s: {:.0} entries/s, {:.0} session bytes per entry",
+        took.as_secs_f64(),
+        f64::from(n) / took.as_secs_f64(),
+        o.stats.bytes_sent as f64 / f64::from(n)
+    );
+}
+
+fn store_day_over_the_modem() {
+    let (txns, blocks) = (
+        env("CARDMESH_BENCH_DAY_TXNS", 2_000),
+        env("CARDMESH_BENCH_DAY_BLOCKS", 1_000),
+    );
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (hq, shop, hq_key, shop_key) = stores(tmp.path(), &clock);
     let mut head = FeedHead::EMPTY;
     let mut day = Vec::new();
     for i in 0..txns + blocks {

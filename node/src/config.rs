@@ -1,11 +1,18 @@
 //! The node's own settings, in `config.toml` in its data folder, written by the site's
-//! admin: where to listen, which peers to dial and how often. Everything shared by the
-//! network (sites, prices, limits) lives in the replicated documents instead.
+//! admin: where to listen, which peers to dial and how often, and how far the node looks
+//! for peers. Everything shared by the network (sites, prices, limits) lives in the
+//! replicated documents instead.
 //!
 //! ```toml
 //! [sync]
 //! listen = "0.0.0.0:7470"
 //! interval_secs = 60
+//! # Find enrolled nodes on the local network by mDNS and sync with them (default on).
+//! lan_discovery = true
+//! # Fall back to n0's public relays when no direct path works (default off).
+//! relays = false
+//! # Publish this node's address to n0's public DNS and look peers up there (default off).
+//! public_discovery = false
 //!
 //! [[sync.peer]]
 //! name = "hq"
@@ -13,6 +20,7 @@
 //! addr = "203.0.113.7:7470"
 //! ```
 
+use crate::link::iroh::Reach;
 use crate::link::schedule::Policy;
 use crate::link::service::Peer;
 use cardmesh_model::NodeId;
@@ -38,6 +46,7 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     pub policy: Policy,
     pub peers: Vec<NamedPeer>,
+    pub reach: Reach,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +61,7 @@ impl Default for NodeConfig {
             listen: "0.0.0.0:7470".parse().expect("valid address"),
             policy: Policy::default(),
             peers: Vec::new(),
+            reach: Reach::default(),
         }
     }
 }
@@ -71,6 +81,9 @@ struct File {
 struct SyncSection {
     listen: Option<SocketAddr>,
     interval_secs: Option<u64>,
+    lan_discovery: Option<bool>,
+    relays: Option<bool>,
+    public_discovery: Option<bool>,
     #[serde(default)]
     peer: Vec<PeerEntry>,
 }
@@ -99,6 +112,16 @@ pub fn parse(text: &str, path: &str) -> Result<NodeConfig, ConfigError> {
             return Err(invalid("sync.interval_secs must be at least 1".into()));
         }
         config.policy.interval_ms = secs.saturating_mul(1000);
+    }
+    let reach = &mut config.reach;
+    for (set, value) in [
+        (&mut reach.lan_discovery, file.sync.lan_discovery),
+        (&mut reach.relays, file.sync.relays),
+        (&mut reach.public_discovery, file.sync.public_discovery),
+    ] {
+        if let Some(value) = value {
+            *set = value;
+        }
     }
     for (i, p) in file.sync.peer.into_iter().enumerate() {
         let node: NodeId = p
@@ -152,6 +175,34 @@ mod tests {
         assert_eq!(c.peers.len(), 1);
         assert_eq!(c.peers[0].name, "hq");
         assert_eq!(c.peers[0].peer.node, NodeId([1; 32]));
+    }
+
+    #[test]
+    fn lan_discovery_is_on_and_relays_and_public_discovery_off_unless_set() {
+        let c = parse("[sync]\n", "c").unwrap();
+        assert_eq!(
+            c.reach,
+            Reach {
+                lan_discovery: true,
+                relays: false,
+                public_discovery: false
+            }
+        );
+        let all = "[sync]\nlan_discovery = false\nrelays = true\npublic_discovery = true\n";
+        assert_eq!(
+            parse(all, "c").unwrap().reach,
+            Reach {
+                lan_discovery: false,
+                relays: true,
+                public_discovery: true
+            }
+        );
+        let only_relays = parse("[sync]\nrelays = true\n", "c").unwrap().reach;
+        assert!(only_relays.lan_discovery && only_relays.relays && !only_relays.public_discovery);
+        let not_a_bool = parse("[sync]\nrelays = \"yes\"\n", "c").unwrap_err();
+        assert!(not_a_bool.to_string().contains("relays"), "{not_a_bool}");
+        let typo = parse("[sync]\nrelay = true\n", "c").unwrap_err();
+        assert!(typo.to_string().contains("relay"), "{typo}");
     }
 
     #[test]

@@ -1165,18 +1165,19 @@ impl Nodes for Running {
     }
 
     fn sync_all(&self) -> Answer<String> {
-        if self.peers().is_empty() {
+        let peers = self.peer_status();
+        if peers.is_empty() {
             return Err(plain(format!(
-                "no peers configured: add [[sync.peer]] entries to {} in the data folder",
+                "no peers configured or found on the LAN: add [[sync.peer]] entries to {} in the data folder",
                 crate::config::FILE
             )));
         }
-        let lines: Vec<String> = self
-            .peers()
+        let lines: Vec<String> = peers
             .iter()
-            .map(|p| {
-                self.sync_peer(p)
-                    .unwrap_or_else(|e| format!("{}: {e}", p.name))
+            .map(|s| {
+                let name = self.peer_name(s.peer.node);
+                self.sync_peer(&name, &s.peer)
+                    .unwrap_or_else(|e| format!("{name}: {e}"))
             })
             .collect();
         Ok(lines.join("; "))
@@ -1188,7 +1189,7 @@ impl Nodes for Running {
             .iter()
             .find(|p| p.name == peer)
             .ok_or_else(|| plain(format!("no configured peer called {peer}")))?;
-        self.sync_peer(p).map_err(plain)
+        self.sync_peer(&p.name, &p.peer).map_err(plain)
     }
 
     fn sync_usb(&self, _: usize, progress: &mut dyn FnMut(u16)) -> Answer<String> {

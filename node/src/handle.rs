@@ -6,11 +6,12 @@ use crate::identity::{self, DataDir, IdentityError};
 use crate::link::NodeSync;
 use crate::link::drive::LinkError;
 use crate::link::iroh::IrohLink;
-use crate::link::service::{PeerStatus, SyncService};
+use crate::link::schedule::Neighbour;
+use crate::link::service::{Peer, PeerStatus, SyncService};
 use crate::status::NodeStatus;
 use crate::store::{Clock, Store, StoreError};
-use cardmesh_model::NodeKey;
 use cardmesh_model::docs::{DocName, pricebook};
+use cardmesh_model::{NodeId, NodeKey};
 use cardmesh_tui::{FeedRow, NodeSummary, PriceLine};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -229,8 +230,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Opens the node in `dir`, binds its endpoint on `config.listen` and starts dialing
-    /// `config.peers`.
+    /// Opens the node in `dir`, binds its endpoint on `config.listen` with `config.reach`
+    /// and starts dialing `config.peers` and the members LAN discovery finds.
     pub fn start(
         dir: &DataDir,
         config: crate::config::NodeConfig,
@@ -247,10 +248,11 @@ impl Running {
             .enable_all()
             .build()
             .map_err(|e| LinkError::Transport(format!("starting the async runtime: {e}")))?;
-        let link = Arc::new(runtime.block_on(IrohLink::bind(
+        let link = Arc::new(runtime.block_on(IrohLink::bind_with(
             NodeSync::new(store.clone(), key),
             config.listen,
             clock.clone(),
+            config.reach,
         ))?);
         let peers: Vec<_> = config.peers.iter().map(|p| p.peer.clone()).collect();
         let service = {
@@ -302,15 +304,23 @@ impl Running {
         &self.peers
     }
 
-    /// One session with a configured peer now; says what moved.
-    pub fn sync_peer(&self, peer: &crate::config::NamedPeer) -> Result<String, LinkError> {
+    /// One session now with a peer, configured or found on the LAN; says what moved.
+    pub fn sync_peer(&self, name: &str, peer: &Peer) -> Result<String, LinkError> {
         let o = self
             .runtime
-            .block_on(self.link().sync_with(peer.peer.node, peer.peer.addr))?;
+            .block_on(self.link().sync_with(peer.node, peer.addr))?;
         Ok(format!(
-            "{}: {} in, {} out",
-            peer.name, o.stats.entries_applied, o.stats.applied_by_peer
+            "{name}: {} in, {} out",
+            o.stats.entries_applied, o.stats.applied_by_peer
         ))
+    }
+
+    /// The name a peer goes by: its name in config.toml, else its short node id.
+    pub fn peer_name(&self, node: NodeId) -> String {
+        self.peers
+            .iter()
+            .find(|c| c.peer.node == node)
+            .map_or_else(|| node.short(), |c| c.name.clone())
     }
 
     fn link(&self) -> &IrohLink {
@@ -323,11 +333,20 @@ impl Running {
         self.link().local_addrs()
     }
 
-    /// The configured peers and how syncing with each is going.
+    /// The configured peers and the members found on the LAN, and how syncing with each
+    /// is going.
     pub fn peer_status(&self) -> Vec<PeerStatus> {
         self.service
             .as_ref()
             .map(SyncService::status)
+            .unwrap_or_default()
+    }
+
+    /// The nodes LAN discovery found, members and strangers.
+    pub fn neighbours(&self) -> Vec<(NodeId, Neighbour)> {
+        self.service
+            .as_ref()
+            .map(SyncService::neighbours)
             .unwrap_or_default()
     }
 

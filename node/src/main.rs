@@ -494,6 +494,10 @@ fn main() -> Result<()> {
                 config.listen = listen;
             }
             let peers = config.peers.len();
+            let lan = match config.reach.lan_discovery {
+                true => " and the members found on the LAN",
+                false => "",
+            };
             let mut running = Running::start(&DataDir::new(&data), config, clock())
                 .context("starting the node")?;
             let _verifier = cardmesh_node::hq::watch::Watch::for_node(
@@ -509,7 +513,7 @@ fn main() -> Result<()> {
             }
             if headless {
                 println!(
-                    "{} serving sync on {:?}, dialing {peers} configured peers; Ctrl-C stops",
+                    "{} serving sync on {:?}, dialing {peers} configured peers{lan}; Ctrl-C stops",
                     running.node().name(),
                     running.local_addrs()
                 );

@@ -7,6 +7,7 @@ use cardmesh_model::{CardAsn, Role};
 use cardmesh_node::config::{NamedPeer, NodeConfig};
 use cardmesh_node::handle::Running;
 use cardmesh_node::identity::{self, DataDir};
+use cardmesh_node::link::iroh::Reach;
 use cardmesh_node::link::schedule::Policy;
 use cardmesh_node::link::service::Peer;
 use cardmesh_node::store::{Clock, SystemClock};
@@ -36,6 +37,7 @@ fn config(peers: Vec<NamedPeer>) -> NodeConfig {
             ..Policy::default()
         },
         peers,
+        reach: Reach::DIRECT,
     }
 }
 

@@ -1,6 +1,8 @@
 //! The LAN/internet link: iroh QUIC with the node's ed25519 key as its identity, ALPN
-//! `cardmesh/sync/1`. Relays, public discovery and port mapping are off: a node talks
-//! to the addresses it is given (static peers; LAN discovery comes with config).
+//! `cardmesh/sync/1`. How far an endpoint reaches is its [`Reach`]: by default a running
+//! node talks to the addresses it is given (static peers) and to the nodes LAN discovery
+//! finds; n0's public relays and public address lookup are off unless the config turns
+//! them on, and port mapping is always off.
 //!
 //! Membership is decided by the sync session, not before it: the peer's hello carries
 //! its HQ-signed certificate (a site may not have heard of another site yet) and the
@@ -9,14 +11,17 @@
 
 use super::NodeSync;
 use super::drive::{LinkError, SessionOutcome, drive_with};
+use super::lan::{Lan, Sighting};
 use crate::store::Clock;
 use cardmesh_model::NodeId;
 use cardmesh_model::sync::{Limits, Side};
+use iroh::address_lookup::{DnsAddressLookup, PkarrPublisher, PkarrResolver};
 use iroh::endpoint::{Builder, Connection, PortmapperConfig, presets};
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{Endpoint, EndpointAddr, NetReportConfig, RelayMode};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 pub const ALPN: &[u8] = b"cardmesh/sync/1";
 
@@ -39,6 +44,54 @@ pub(crate) fn endpoint_builder(sync: &NodeSync) -> Builder {
         .portmapper_config(PortmapperConfig::Disabled)
         .net_report_config(NetReportConfig::minimal())
         .clear_ip_transports()
+}
+
+/// How far an endpoint reaches beyond the addresses it is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reach {
+    /// Announce this node and hear of others on the local network (mDNS).
+    pub lan_discovery: bool,
+    /// Use n0's public relays when no direct path works (the traffic stays end-to-end
+    /// encrypted, but a third party sees who talks to whom).
+    pub relays: bool,
+    /// Publish this node's addresses to n0's public DNS and look peers up there (pkarr).
+    pub public_discovery: bool,
+}
+
+impl Reach {
+    /// Only the addresses given: tests, one-off sessions, the demo.
+    pub const DIRECT: Reach = Reach {
+        lan_discovery: false,
+        relays: false,
+        public_discovery: false,
+    };
+}
+
+impl Default for Reach {
+    /// A site on a LAN: finds its neighbours, tells nobody outside.
+    fn default() -> Reach {
+        Reach {
+            lan_discovery: true,
+            relays: false,
+            public_discovery: false,
+        }
+    }
+}
+
+/// [`endpoint_builder`] with IP's reach beyond given addresses: relays and public address
+/// lookup as `reach` allows (LAN discovery starts once the endpoint is bound).
+fn ip_endpoint_builder(sync: &NodeSync, reach: Reach) -> Builder {
+    let mut builder = endpoint_builder(sync);
+    if reach.relays {
+        builder = builder.relay_mode(RelayMode::Default);
+    }
+    if reach.public_discovery {
+        builder = builder
+            .address_lookup(PkarrPublisher::n0_dns())
+            .address_lookup(PkarrResolver::n0_dns())
+            .address_lookup(DnsAddressLookup::n0_dns());
+    }
+    builder
 }
 
 /// Runs one sync session as the initiator on an open connection, then closes it.
@@ -71,36 +124,66 @@ pub struct IrohLink {
     router: Router,
     sync: NodeSync,
     clock: Arc<dyn Clock>,
+    lan: Option<Lan>,
 }
 
 impl IrohLink {
-    /// Binds the endpoint on `bind` (e.g. `127.0.0.1:0`, or `0.0.0.0:7470` at a site).
+    /// Binds an endpoint on `bind` (e.g. `127.0.0.1:0`) that reaches only the addresses
+    /// it is given.
     pub async fn bind(
         sync: NodeSync,
         bind: SocketAddr,
         clock: Arc<dyn Clock>,
     ) -> Result<IrohLink, LinkError> {
+        IrohLink::bind_with(sync, bind, clock, Reach::DIRECT).await
+    }
+
+    /// Binds an endpoint on `bind` (e.g. `0.0.0.0:7470` at a site) with `reach`.
+    pub async fn bind_with(
+        sync: NodeSync,
+        bind: SocketAddr,
+        clock: Arc<dyn Clock>,
+        reach: Reach,
+    ) -> Result<IrohLink, LinkError> {
         let transport = |e: &dyn std::fmt::Display| {
             LinkError::Transport(format!("iroh endpoint on {bind}: {e}"))
         };
-        let endpoint = endpoint_builder(&sync)
+        let endpoint = ip_endpoint_builder(&sync, reach)
             .bind_addr(bind)
             .map_err(|e| transport(&e))?
             .bind()
             .await
             .map_err(|e| transport(&e))?;
+        let lan = match reach.lan_discovery {
+            true => Some(Lan::start(&endpoint)?),
+            false => None,
+        };
         let handler = Responder::new(sync.clone(), clock.clone(), Limits::DEFAULT);
         let router = Router::builder(endpoint).accept(ALPN, handler).spawn();
         Ok(IrohLink {
             router,
             sync,
             clock,
+            lan,
         })
     }
 
     /// The UDP addresses the endpoint listens on.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.router.endpoint().bound_sockets()
+    }
+
+    /// The iroh endpoint, for inspecting what it reaches.
+    pub fn endpoint(&self) -> &Endpoint {
+        self.router.endpoint()
+    }
+
+    /// The nodes LAN discovery hears of from now on; `None` without LAN discovery.
+    pub async fn sightings(&self) -> Option<mpsc::Receiver<Sighting>> {
+        match &self.lan {
+            Some(lan) => Some(lan.sightings().await),
+            None => None,
+        }
     }
 
     /// Runs one sync session with `peer` at `addr`. The session refuses a peer of
@@ -110,15 +193,30 @@ impl IrohLink {
         peer: NodeId,
         addr: SocketAddr,
     ) -> Result<SessionOutcome, LinkError> {
+        self.sync_at(peer, &[addr]).await
+    }
+
+    /// [`IrohLink::sync_with`] a peer known at several addresses (a configured one and
+    /// those it announces on the LAN); iroh tries them all.
+    pub async fn sync_at(
+        &self,
+        peer: NodeId,
+        addrs: &[SocketAddr],
+    ) -> Result<SessionOutcome, LinkError> {
         let id = iroh::PublicKey::from_bytes(&peer.0)
             .map_err(|e| LinkError::Transport(e.to_string()))?;
+        let target = addrs
+            .iter()
+            .fold(EndpointAddr::new(id), |a, addr| a.with_ip_addr(*addr));
         let conn = self
             .router
             .endpoint()
-            .connect(EndpointAddr::new(id).with_ip_addr(addr), ALPN)
+            .connect(target, ALPN)
             .await
             .map_err(|e| {
-                LinkError::Transport(format!("connecting to {} at {addr}: {e}", peer.short()))
+                let at: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+                let at = at.join(", ");
+                LinkError::Transport(format!("connecting to {} at {at}: {e}", peer.short()))
             })?;
         initiate(&conn, &self.sync, self.clock.as_ref(), Limits::DEFAULT).await
     }

@@ -1,13 +1,14 @@
 //! Links: the transports that carry the one sync session between nodes. The session is
 //! the model's sans-IO state machine; this module feeds it frames from a byte stream
 //! (`drive`), adapts the store to it (`NodeSync`), and provides the transports: iroh
-//! QUIC (`iroh`) for LAN and internet, the same QUIC over a serial line or a dial-up
-//! modem (`serial`), and the background loop that dials peers (`service`, timed by
-//! `schedule`).
+//! QUIC (`iroh`) for LAN and internet, with mDNS discovery of LAN neighbours (`lan`), the
+//! same QUIC over a serial line or a dial-up modem (`serial`), and the background loop
+//! that dials peers (`service`, timed by `schedule`).
 
 pub mod drive;
 pub mod frame;
 pub mod iroh;
+pub mod lan;
 pub mod schedule;
 pub mod serial;
 pub mod service;

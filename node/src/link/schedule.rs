@@ -1,10 +1,13 @@
 //! When to sync with whom. Every peer is due periodically, sooner after this node's store
 //! changed (so a block written at HQ leaves within seconds, not at the next period), and
 //! later after failures, backing off exponentially so an unreachable shop costs little.
-//! Pure: the caller says what time it is and what happened.
+//! Peers are the configured ones plus the [`Neighbours`] found on the LAN that the store
+//! knows as enrolled and not revoked; a stranger is noted, never dialled.
+//! Pure: the caller says what time it is, what happened and who is a member.
 
 use cardmesh_model::NodeId;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -124,12 +127,148 @@ impl Schedule {
     }
 }
 
+/// Where a node found on the LAN stands with this one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Enrolled and not revoked in this node's store: synced with.
+    Member,
+    /// Unknown to this node's store, or revoked: never dialled.
+    Stranger,
+}
+
+impl Standing {
+    fn of(member: bool) -> Standing {
+        match member {
+            true => Standing::Member,
+            false => Standing::Stranger,
+        }
+    }
+
+    /// Why a stranger is not dialled, for the log and the console.
+    pub const STRANGER_REASON: &'static str =
+        "not an enrolled member of this network (unknown or revoked): not dialled";
+}
+
+/// A node found on the LAN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub addrs: Vec<SocketAddr>,
+    pub standing: Standing,
+}
+
+/// What a sighting changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Noticed {
+    /// A member not seen before (or one that was a stranger): dial it.
+    NewMember,
+    /// A stranger not seen before (or a member no longer): stop dialling it, log why.
+    NewStranger,
+    /// Known already, with the same standing (its addresses may have moved).
+    Known,
+}
+
+/// The nodes found on the LAN and their standing. Standing follows the store: it is
+/// given at each sighting and re-examined when the store changes (an enrollment or a
+/// revocation arrives by sync).
+#[derive(Clone, Debug, Default)]
+pub struct Neighbours {
+    nodes: BTreeMap<NodeId, Neighbour>,
+}
+
+impl Neighbours {
+    pub fn new() -> Neighbours {
+        Neighbours::default()
+    }
+
+    /// `node` announced itself at `addrs`; `member` is what the store says of it now.
+    pub fn seen(&mut self, node: NodeId, addrs: Vec<SocketAddr>, member: bool) -> Noticed {
+        let standing = Standing::of(member);
+        let before = self
+            .nodes
+            .insert(node, Neighbour { addrs, standing })
+            .map(|n| n.standing);
+        match (before == Some(standing), standing) {
+            (true, _) => Noticed::Known,
+            (false, Standing::Member) => Noticed::NewMember,
+            (false, Standing::Stranger) => Noticed::NewStranger,
+        }
+    }
+
+    /// `node` stopped announcing itself; returns what it was.
+    pub fn gone(&mut self, node: &NodeId) -> Option<Standing> {
+        self.nodes.remove(node).map(|n| n.standing)
+    }
+
+    /// Re-examines every neighbour's standing; returns those whose standing changed.
+    pub fn recheck(&mut self, mut member: impl FnMut(&NodeId) -> bool) -> Vec<(NodeId, Standing)> {
+        let mut changed = Vec::new();
+        for (node, n) in &mut self.nodes {
+            let now = Standing::of(member(node));
+            if now != n.standing {
+                n.standing = now;
+                changed.push((*node, now));
+            }
+        }
+        changed
+    }
+
+    pub fn get(&self, node: &NodeId) -> Option<&Neighbour> {
+        self.nodes.get(node)
+    }
+
+    pub fn all(&self) -> &BTreeMap<NodeId, Neighbour> {
+        &self.nodes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn peer(n: u8) -> NodeId {
         NodeId([n; 32])
+    }
+
+    fn at(port: u16) -> Vec<SocketAddr> {
+        vec![SocketAddr::from(([192, 168, 1, 9], port))]
+    }
+
+    #[test]
+    fn a_member_is_new_once_and_a_stranger_is_only_noted() {
+        let mut n = Neighbours::new();
+        assert_eq!(n.seen(peer(1), at(1), true), Noticed::NewMember);
+        assert_eq!(n.seen(peer(1), at(2), true), Noticed::Known);
+        assert_eq!(
+            n.get(&peer(1)).unwrap().addrs,
+            at(2),
+            "the latest addresses"
+        );
+        assert_eq!(n.seen(peer(2), at(1), false), Noticed::NewStranger);
+        assert_eq!(n.seen(peer(2), at(1), false), Noticed::Known);
+        assert_eq!(n.get(&peer(2)).unwrap().standing, Standing::Stranger);
+        assert_eq!(n.gone(&peer(2)), Some(Standing::Stranger));
+        assert_eq!(n.gone(&peer(2)), None);
+        assert_eq!(n.seen(peer(2), at(1), false), Noticed::NewStranger);
+    }
+
+    #[test]
+    fn standing_follows_the_store_on_recheck_and_on_sightings() {
+        let mut n = Neighbours::new();
+        n.seen(peer(1), at(1), true);
+        n.seen(peer(2), at(1), false);
+        n.seen(peer(3), at(1), false);
+        // Peer 2's enrollment arrived by sync; peer 1 was revoked.
+        let changed = n.recheck(|p| *p == peer(2));
+        assert_eq!(
+            changed,
+            vec![(peer(1), Standing::Stranger), (peer(2), Standing::Member)]
+        );
+        assert!(
+            n.recheck(|p| *p == peer(2)).is_empty(),
+            "nothing changed since"
+        );
+        assert_eq!(n.seen(peer(3), at(1), true), Noticed::NewMember);
+        assert_eq!(n.seen(peer(3), at(1), false), Noticed::NewStranger);
     }
 
     fn policy() -> Policy {
