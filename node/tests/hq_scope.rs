@@ -111,22 +111,23 @@ fn a_merchants_operator_reads_only_that_merchants_figures_in_every_report_and_fo
             bday,
         );
     }
-    let mut made: Vec<CardTxn> = Vec::new();
-    made.push(chain.sell(
-        (1, 1, 1),
-        &north_card,
-        vec![item("cola", 3_000, 300)],
-        BcdDateTime::new(2026, 11, 20, 10, 0, 0).unwrap(),
-        bday,
-    ));
-    // South sells something north never does, for an amount that appears nowhere else.
-    made.push(chain.sell(
-        (2, 2, 1),
-        &south_card,
-        vec![item("diesel-0", 37_771, 791)],
-        BcdDateTime::new(2026, 11, 20, 10, 5, 0).unwrap(),
-        bday,
-    ));
+    let made = [
+        chain.sell(
+            (1, 1, 1),
+            &north_card,
+            vec![item("cola", 3_000, 300)],
+            BcdDateTime::new(2026, 11, 20, 10, 0, 0).unwrap(),
+            bday,
+        ),
+        // South sells what north never does, for an amount that appears nowhere else.
+        chain.sell(
+            (2, 2, 1),
+            &south_card,
+            vec![item("diesel-0", 37_771, 791)],
+            BcdDateTime::new(2026, 11, 20, 10, 5, 0).unwrap(),
+            bday,
+        ),
+    ];
     chain.shops[1]
         .store
         .append_local(Body::Operator(OperatorAction {

@@ -8,15 +8,15 @@
 //! their merchant's terms, lines and settled periods only, and run no clearing.
 
 use super::HqError;
-use super::report;
+use super::report::{self, By};
 use crate::store::Store;
 use cardmesh_model::body::EntryRef;
-use cardmesh_model::docs::network::NetworkRegistry;
 use cardmesh_model::docs::{DocName, merchants};
-use cardmesh_model::report::Scope;
+use cardmesh_model::report::{Scope, Totals};
 use cardmesh_model::settlement::{self, ClearingLine, MerchantTerms, Period, SettlementRecord};
-use cardmesh_model::{BusinessDay, Entry, Hash, MerchantId, Money, Role};
+use cardmesh_model::{BusinessDay, Entry, Hash, MerchantId, Role};
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry as Slot;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -38,20 +38,6 @@ pub fn settled(store: &Store, scope: &Scope) -> Result<Vec<(EntryRef, Settlement
     let mut all = store.settlements()?;
     all.retain(|(_, r)| scope.sees_merchant(&r.merchant));
     Ok(all)
-}
-
-/// One merchant's sales over a period: (operations counted, gross), from the rows of
-/// its sites in the registry `reg`.
-pub fn merchant_sales(
-    store: &Store,
-    reg: &NetworkRegistry,
-    merchant: &MerchantId,
-    period: Period,
-) -> Result<(u64, Money), HqError> {
-    let scope = Scope::Merchant(merchant.clone());
-    let t = report::totals_between(store, reg, period.from, period.to, &scope)?;
-    let gross = t.sales().map_err(|e| HqError::Overflow(e.to_string()))?;
-    Ok((t.sales_count(), gross))
 }
 
 /// Merchants a run skipped, each with the period settled before.
@@ -101,8 +87,11 @@ pub fn compute(
             mine.clone(),
         ));
     }
-    let terms = merchants(store, scope)?;
-    let reg = report::registry(store)?;
+    // One read of the registry for both: loading the document is most of a run's cost.
+    let doc = store.doc(&DocName::Network)?.unwrap_or_default();
+    let mut terms = merchants::read(&doc);
+    terms.retain(|m, _| scope.sees_merchant(m));
+    let reg = cardmesh_model::docs::network::read(&doc);
     let settled = settled(store, scope)?;
     let mut plan = Vec::new();
     let mut skipped = Vec::new();
@@ -127,8 +116,23 @@ pub fn compute(
         }
     }
     let mut lines = Vec::new();
+    // Merchants on the same cycle share a period: its rows are read once for all.
+    let mut by_period: BTreeMap<Period, BTreeMap<String, Totals>> = BTreeMap::new();
     for (m, fee_bp, period) in plan {
-        let (count, gross) = merchant_sales(store, &reg, &m, period)?;
+        let rows = match by_period.entry(period) {
+            Slot::Occupied(o) => o.into_mut(),
+            Slot::Vacant(v) => v.insert(report::sales_between(
+                store,
+                &reg,
+                By::Merchant,
+                period.from,
+                period.to,
+                scope,
+            )?),
+        };
+        let t = rows.get(m.as_str()).cloned().unwrap_or_default();
+        let gross = t.sales().map_err(|e| HqError::Overflow(e.to_string()))?;
+        let count = t.sales_count();
         lines.push(
             ClearingLine::compute(m, period, count, gross, fee_bp)
                 .map_err(|e| HqError::Overflow(e.to_string()))?,
