@@ -14,6 +14,11 @@ use crate::sign::NodeKey;
 use crate::vv::{FeedRange, VersionVector};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// One counter of one card.
+pub type CounterKey = (CardAsn, CounterSpace, u16);
+/// A ledger entry on a counter (when, which) and the transaction it logs.
+pub type CounterEntry = (Hlc, EntryRef, CardTxn);
+
 /// The folded state of a replica.
 #[derive(Default)]
 pub struct Views {
@@ -26,7 +31,7 @@ pub struct Views {
     /// Each card counter's ledger entries and their transactions: one per distinct
     /// transaction (two for a clone), so one transaction completed by two sites stays
     /// one entry, the earlier by (HLC, origin, seq).
-    pub counters: BTreeMap<(CardAsn, CounterSpace, u16), Vec<(Hlc, EntryRef, CardTxn)>>,
+    pub counters: BTreeMap<CounterKey, Vec<CounterEntry>>,
     /// Entries whose content could not be folded (a certificate for another network, a
     /// document change automerge refused); kept in the feed, reported here.
     pub unfoldable: Vec<(EntryRef, String)>,

@@ -371,3 +371,67 @@ fn a_card_pulled_during_the_debit_is_settled_on_its_next_presentation() {
         assert!(pos.query(&mut again).unwrap().settled.is_empty());
     }
 }
+
+#[test]
+fn an_operator_logs_in_with_the_operator_card_and_its_pin() {
+    use cardmesh_model::docs::{DocName, network};
+    let net = Net::create();
+    let store = net.desk();
+    let mut op_card = purse(net.chip(&store, 20, true, VALID));
+    let mut customer = purse(net.chip(&store, 21, true, VALID));
+    net.hq
+        .edit_doc(DocName::Network, |d| {
+            network::set_operator_card(d, &"mgr-1".parse().unwrap(), &asn(20))
+        })
+        .unwrap()
+        .unwrap();
+    deliver(&net.hq, &store);
+    let pos = open(&net, &store);
+
+    let err = pos.login_card(&mut customer, &pin()).unwrap_err();
+    assert!(matches!(err, PosError::NotAnOperatorCard), "{err}");
+    let err = pos
+        .login_card(&mut op_card, &Pin::parse("999999").unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(err, PosError::Card(EpurseError::WrongPin { .. })),
+        "{err}"
+    );
+    assert!(matches!(pos.session(), Err(PosError::NotLoggedIn(_))));
+
+    let session = pos.login_card(&mut op_card, &pin()).unwrap();
+    assert_eq!(session.operator.as_str(), "mgr-1");
+    assert_eq!(pos.session().unwrap(), session);
+    assert!(matches!(
+        session.role,
+        cardmesh_node::pos::OperatorRole::Manager
+    ));
+    let own = store.node_id();
+    let head = store.head(&own).unwrap().seq;
+    let actions: Vec<OperatorActionKind> = store
+        .entries(
+            cardmesh_model::FeedRange {
+                origin: own,
+                from: 1,
+                to: head,
+            },
+            usize::MAX,
+        )
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.body {
+            Body::Operator(a) => Some(a.action),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(
+            actions[..],
+            [
+                OperatorActionKind::Refused { .. },
+                OperatorActionKind::Login { by_card: true }
+            ]
+        ),
+        "{actions:?}"
+    );
+}

@@ -234,7 +234,8 @@ impl Pos {
         if let Some(s) = self.store.card(&new)?.as_ref().and_then(CardRecord::status) {
             let fresh = matches!(s, CardStatus::Blank | CardStatus::Returned);
             // A rerun finds the new card active already.
-            if !fresh && !(started.is_some() && *s == CardStatus::Active) {
+            let rerun = started.is_some() && *s == CardStatus::Active;
+            if !(fresh || rerun) {
                 return Err(PosError::CardNotActive {
                     asn: new,
                     status: format!("{s:?} (not blank)").to_lowercase(),
