@@ -374,11 +374,16 @@ pub fn to_bcd(v: i64, n: usize) -> Vec<u8> {
     out
 }
 
-/// Reads packed BCD; `None` if a nibble is not a digit.
+/// Reads packed BCD; `None` if a nibble is not a digit or the number does not fit an
+/// i64 (a block from the line may be up to 255 bytes long).
 pub fn from_bcd(bytes: &[u8]) -> Option<i64> {
     bytes.iter().try_fold(0i64, |acc, b| {
         let (hi, lo) = (b >> 4, b & 0x0F);
-        (hi <= 9 && lo <= 9).then(|| acc * 100 + i64::from(hi) * 10 + i64::from(lo))
+        if hi > 9 || lo > 9 {
+            return None;
+        }
+        acc.checked_mul(100)?
+            .checked_add(i64::from(hi) * 10 + i64::from(lo))
     })
 }
 
@@ -750,6 +755,8 @@ mod tests {
         assert_eq!(to_bcd(1234, 3), vec![0x00, 0x12, 0x34]);
         assert_eq!(from_bcd(&[0x00, 0x12, 0x34]), Some(1234));
         assert_eq!(from_bcd(&[0x1A]), None);
+        assert_eq!(from_bcd(&[0x99; 10]), None, "20 digits do not fit an i64");
+        assert_eq!(from_bcd(&[0x09; 9]), Some(9_0909_0909_0909_0909));
     }
 
     fn block() -> impl Strategy<Value = Block> {

@@ -26,6 +26,9 @@ struct Args {
     /// Cards issued per seed, at most.
     #[arg(long, default_value_t = 8)]
     cards: usize,
+    /// Run every seed and list all failures instead of stopping at the first.
+    #[arg(long)]
+    keep_going: bool,
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let mut total = Outcome::default();
     let mut runs = 0u64;
+    let mut failed = 0u64;
     for seed in seeds {
         let config = Config {
             seed,
@@ -60,9 +64,15 @@ fn main() -> ExitCode {
             }
             Err(f) => {
                 eprintln!("{f}");
-                return ExitCode::FAILURE;
+                failed += 1;
+                if !args.keep_going {
+                    return ExitCode::FAILURE;
+                }
             }
         }
+    }
+    if failed > 0 {
+        println!("{failed} seeds failed");
     }
     println!(
         "{runs} seeds passed ({} nodes, {} steps each) in {:.1} s",
@@ -83,5 +93,9 @@ fn main() -> ExitCode {
     for (k, v) in &total.tally.faults {
         println!("  fault  {k:<40} {v}");
     }
-    ExitCode::SUCCESS
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
