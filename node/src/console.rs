@@ -641,6 +641,7 @@ impl Seat<'_> {
             grey_locks,
             alarms,
             links,
+            pumps: Vec::new(),
         })
     }
 
@@ -1096,7 +1097,11 @@ impl Nodes for Running {
     }
 
     fn dashboard(&self, _: usize) -> Answer<Dashboard> {
-        self.seat().dashboard(self.links())
+        let mut d = self.seat().dashboard(self.links())?;
+        if let Some(station) = self.station() {
+            d.pumps = station.snapshot().iter().map(|p| p.to_string()).collect();
+        }
+        Ok(d)
     }
 
     fn login(&self, _: usize, operator: &str, pin: &str) -> Answer<Operator> {

@@ -123,6 +123,7 @@ pub fn dashboard() -> Dashboard {
         grey_locks: vec![],
         alarms: vec!["blacklisted card 1000000000000003 presented at 000000000101".into()],
         links: links(),
+        pumps: vec![],
     }
 }
 

@@ -146,6 +146,9 @@ pub struct Dashboard {
     pub grey_locks: Vec<String>,
     pub alarms: Vec<String>,
     pub links: Vec<LinkRow>,
+    /// A fuel station's fuelling points, one line each as the station reports them
+    /// (state, nozzle, grade, volume, amount, card, last error); empty elsewhere.
+    pub pumps: Vec<String>,
 }
 
 /// Daily (one month, per day) or monthly (one year, per month) reports.

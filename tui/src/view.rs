@@ -124,11 +124,22 @@ fn dashboard(frame: &mut Frame, area: Rect, s: &State) {
         );
         return;
     };
-    let [upper, links] = Layout::vertical([
+    let pump_rows = match d.pumps.len() {
+        0 => 0,
+        n => n as u16 + 2,
+    };
+    let [upper, pumps, links] = Layout::vertical([
         Constraint::Min(8),
+        Constraint::Length(pump_rows),
         Constraint::Length(d.links.len() as u16 + 3),
     ])
     .areas(area);
+    if !d.pumps.is_empty() {
+        frame.render_widget(
+            Paragraph::new(words_or(&d.pumps, "")).block(bordered("fuelling points")),
+            pumps,
+        );
+    }
     let [chart, side] =
         Layout::horizontal([Constraint::Length(52), Constraint::Min(20)]).areas(upper);
     hour_chart(frame, chart, d);
@@ -677,6 +688,20 @@ mod tests {
     #[test]
     fn dashboard_shows_sales_by_hour_and_terminal_locks_alarms_and_links() {
         insta::assert_snapshot!(draw(&state(Tab::Dashboard)));
+    }
+
+    #[test]
+    fn station_dashboard_shows_each_fuelling_point_live() {
+        let mut s = state(Tab::Dashboard);
+        let d = s.dashboard.as_mut().expect("the fixture has a dashboard");
+        d.pumps = vec![
+            "1 000000000301 filling nozzle 1 (92) 10.000 L 75.00 card 1000000000000007".into(),
+            "2 000000000302 idle 0.000 L 0.00".into(),
+        ];
+        let screen = draw(&s);
+        assert!(screen.contains("fuelling points"), "{screen}");
+        assert!(screen.contains("filling nozzle 1 (92) 10.000 L 75.00"), "{screen}");
+        insta::assert_snapshot!(screen);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `cardmesh sync dial PORT NUMBER` and `cardmesh sync answer PORT`.
 
 use super::call;
+use crate::hq::watch::Watch;
 use crate::identity::{self, DataDir};
 use crate::link::NodeSync;
 use crate::store::{Clock, SystemClock};
@@ -43,8 +44,18 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// HQ verifies what a call brings as it is committed, as on every other link.
+fn verifier(sync: &NodeSync, data: &PathBuf) -> Result<Option<Watch>> {
+    Ok(Watch::for_node(
+        sync.store(),
+        &DataDir::new(data),
+        Arc::new(SystemClock),
+    )?)
+}
+
 pub fn dial(args: DialArgs) -> Result<()> {
     let sync = open(&args.data)?;
+    let _verifier = verifier(&sync, &args.data)?;
     let o = runtime()?
         .block_on(call::dial(&sync, &args.port, &args.number, &SystemClock))
         .with_context(|| format!("syncing by dialing {} on {}", args.number, args.port))?;
@@ -66,6 +77,7 @@ pub fn dial(args: DialArgs) -> Result<()> {
 
 pub fn answer(args: AnswerArgs) -> Result<()> {
     let sync = open(&args.data)?;
+    let _verifier = verifier(&sync, &args.data)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     println!("answering calls on {}", args.port);
     runtime()?
