@@ -22,8 +22,11 @@ use cardmesh_node::usb::segment::{self, SegmentHeader};
 use cardmesh_node::usb::{manifest, sealed};
 use std::time::Duration;
 
+/// One target: what it does with one input.
+pub type Target = fn(&[u8]);
+
 /// The targets, by name: what `cargo fuzz run <name>` and the regression test run.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("sync_frame", sync_frame),
     ("serial_frame", serial_frame),
     ("stick_segment", stick_segment),
