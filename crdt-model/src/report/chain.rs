@@ -130,8 +130,14 @@ struct Link {
 pub struct CardChain {
     links: BTreeMap<(CounterSpace, u16), Link>,
     reported: BTreeSet<(AnomalyKind, Option<CounterSpace>, u16)>,
-    locks: BTreeMap<EntryRef, Hlc>,
-    unlocked: BTreeSet<EntryRef>,
+    /// Grey lock entries with when they were logged and the counter they used. One lock
+    /// may be logged twice (its own site's entry and another site's completion of the
+    /// same intent), and a node may hold only one of the two: so the counter, not the
+    /// entry, identifies a lock.
+    locks: BTreeMap<EntryRef, (Hlc, u16)>,
+    /// Counters of the locks a debit for unlock completed. A grey-locked card refuses
+    /// everything but the debit for unlock, so that debit uses the lock's counter + 1.
+    unlocked: BTreeSet<u16>,
 }
 
 fn digest(t: &CardTxn) -> Hash {
@@ -159,10 +165,12 @@ impl CardChain {
         let mut found = Vec::new();
         match (&t.kind, t.refers_to) {
             (TxnKind::GreyLock, _) => {
-                self.locks.insert(at, hlc);
+                self.locks.insert(at, (hlc, t.card_counter));
             }
-            (TxnKind::DebitForUnlock, Some(lock)) => {
-                self.unlocked.insert(lock);
+            (TxnKind::DebitForUnlock, _) => {
+                if let Some(lock) = t.card_counter.checked_sub(1) {
+                    self.unlocked.insert(lock);
+                }
             }
             _ => {}
         }
@@ -321,12 +329,17 @@ impl CardChain {
     }
 
     /// Grey locks not yet completed by a debit for unlock, with when they were logged.
+    /// A lock logged twice is listed once, as its earliest entry.
     pub fn open_locks(&self) -> Vec<(EntryRef, Hlc)> {
-        self.locks
-            .iter()
-            .filter(|(r, _)| !self.unlocked.contains(r))
-            .map(|(r, h)| (*r, *h))
-            .collect()
+        let mut open: BTreeMap<u16, (Hlc, EntryRef)> = BTreeMap::new();
+        for (r, (h, counter)) in &self.locks {
+            if self.unlocked.contains(counter) {
+                continue;
+            }
+            let earliest = open.entry(*counter).or_insert((*h, *r));
+            *earliest = (*earliest).min((*h, *r));
+        }
+        open.into_values().map(|(h, r)| (r, h)).collect()
     }
 
     /// Operations held, by counter.

@@ -112,6 +112,37 @@ fn grey_locks_stay_open_until_their_debit_arrives_in_either_order() {
     assert_eq!(a, b);
 }
 
+#[test]
+fn a_lock_logged_twice_is_closed_by_a_debit_naming_either_entry_in_any_order() {
+    // The lock's own site logged it at 1#1; another site completed the same intent at 3#1.
+    let lock = txn(TxnKind::GreyLock, 0, 5_000, 5_000, 1);
+    for named in [at(1, 1), at(3, 1)] {
+        let mut debit = txn(TxnKind::DebitForUnlock, 1, 5_000, 3_000, 2);
+        debit.refers_to = Some(named);
+        let ops = [
+            (at(1, 1), Hlc::new(100, 0), &lock),
+            (at(3, 1), Hlc::new(150, 0), &lock),
+            (at(2, 1), Hlc::new(200, 0), &debit),
+        ];
+        for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0], [0, 2, 1]] {
+            let mut chain = CardChain::default();
+            for i in order {
+                let (r, h, t) = ops[i];
+                chain.apply(r, h, t);
+            }
+            assert!(chain.open_locks().is_empty(), "{named:?} {order:?}");
+        }
+    }
+    let mut only_locks = CardChain::default();
+    only_locks.apply(at(1, 1), Hlc::new(100, 0), &lock);
+    only_locks.apply(at(3, 1), Hlc::new(150, 0), &lock);
+    assert_eq!(
+        only_locks.open_locks(),
+        vec![(at(1, 1), Hlc::new(100, 0))],
+        "one lock, listed once, until the debit"
+    );
+}
+
 fn arb_txn() -> impl Strategy<Value = CardTxn> {
     (0usize..4, 1i64..5_000, 0u8..3, 0u8..2, 0u8..4, 1u8..28).prop_map(
         |(k, amount, product, operator, terminal, d)| {

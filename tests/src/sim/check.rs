@@ -159,12 +159,19 @@ fn nothing_pending(sim: &Sim) {
                     _ => None,
                 })
                 .collect();
+            let range = cardmesh_model::vv::FeedRange {
+                origin: lock.at.origin,
+                from: lock.at.seq,
+                to: lock.at.seq,
+            };
+            let entry = n.store().entries(range, 1).expect("the lock's entry");
             panic!(
-                "{}: grey lock {}#{} of {} left open after every card returned; its history: {history:#?}",
+                "{}: grey lock {}#{} of {} left open after every card returned; the lock: {:?}; its history: {history:#?}",
                 n.name,
                 lock.at.origin.short(),
                 lock.at.seq,
-                lock.asn
+                lock.asn,
+                entry.first().map(|e| &e.body)
             );
         }
     }
