@@ -700,7 +700,10 @@ mod tests {
         ];
         let screen = draw(&s);
         assert!(screen.contains("fuelling points"), "{screen}");
-        assert!(screen.contains("filling nozzle 1 (92) 10.000 L 75.00"), "{screen}");
+        assert!(
+            screen.contains("filling nozzle 1 (92) 10.000 L 75.00"),
+            "{screen}"
+        );
         insta::assert_snapshot!(screen);
     }
 
