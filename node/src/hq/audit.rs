@@ -28,8 +28,9 @@ const BATCH: usize = 10_000;
 
 /// What the card computed a transaction's TAC over, if the transaction ran on the card
 /// with a TAC: purchases, grey locks (amount 0) and debits for unlock are debits; loads
-/// are credits. Refunds and reversals go back onto the card as loads. Sales, returns and
-/// replacements of a card at a desk run no card transaction and carry no TAC.
+/// are credits. Refunds and reversals go back onto the card as loads; a card's return
+/// empties it with a purchase of its whole balance. Issuing and replacing a card run no
+/// card transaction and carry no TAC.
 pub fn tac_fields(t: &CardTxn) -> Option<TacFields> {
     let amount = u32::try_from(t.amount.fen()).ok()?;
     let terminal = TerminalId(t.terminal.0);
@@ -42,7 +43,7 @@ pub fn tac_fields(t: &CardTxn) -> Option<TacFields> {
         datetime,
     };
     match t.kind {
-        TxnKind::Purchase => Some(debit(TxType::Purchase, amount)),
+        TxnKind::Purchase | TxnKind::Return { .. } => Some(debit(TxType::Purchase, amount)),
         TxnKind::GreyLock => Some(debit(TxType::GreyLock, 0)),
         TxnKind::DebitForUnlock => Some(debit(TxType::UnlockDebit, amount)),
         TxnKind::Load | TxnKind::Refund | TxnKind::Reversal => Some(TacFields::Load {
@@ -52,7 +53,7 @@ pub fn tac_fields(t: &CardTxn) -> Option<TacFields> {
             terminal,
             datetime,
         }),
-        TxnKind::Issue { .. } | TxnKind::Return { .. } | TxnKind::Replace { .. } => None,
+        TxnKind::Issue { .. } | TxnKind::Replace { .. } => None,
     }
 }
 
@@ -116,7 +117,8 @@ pub fn audit(
             let Some(last) = batch.last() else { break };
             next = last.seq + 1;
             for e in &batch {
-                if let Body::Card(t) = &e.body {
+                // A completion carries the card's own record of another site's intent.
+                if let Some(t) = e.body.card_txn() {
                     report.verified += 1;
                     if !tac_valid(tac_master, t) {
                         report.bad_tacs += 1;
