@@ -16,8 +16,8 @@ use cardmesh_drivers::reader::CardReader;
 use cardmesh_drivers::sam::Sam;
 use cardmesh_drivers::types::Pin;
 use cardmesh_model::body::{
-    AlarmKind, BlacklistEvent, BlockReason, Body, CardChange, CardEvent, CardStatus, CardTxn,
-    EntryRef, TxnKind,
+    BlacklistEvent, BlockReason, Body, CardChange, CardEvent, CardStatus, CardTxn, EntryRef,
+    TxnKind,
 };
 use cardmesh_model::registry::CardRecord;
 use cardmesh_model::{BusinessDay, CardAsn, Entry, Money};
@@ -147,22 +147,7 @@ impl Pos {
             .map_err(|_| PosError::Amount(balance))?;
         let intent = self.store.append_local(Body::Intent(txn.clone()))?;
         self.stops.at("return:intent-logged");
-        let r = match purse.purchase_finish(sam, started) {
-            Ok(r) => r,
-            Err(EpurseError::Mac2Invalid { receipt }) => {
-                // The card says it debited: log it, and tell HQ the card looks forged.
-                txn.mac2 = receipt.mac2.0;
-                txn.tac = receipt.tac.0;
-                self.store.append_local(Body::Card(txn))?;
-                self.alarm(
-                    AlarmKind::CloneSuspected,
-                    asn,
-                    "MAC2 wrong after a card return's debit".into(),
-                )?;
-                return Err(EpurseError::Mac2Invalid { receipt }.into());
-            }
-            Err(e) => return Err(self.unfinished(intent.entry_ref(), asn, e, "card return")),
-        };
+        let r = self.finish_debit(purse, sam, started, &txn, intent.entry_ref(), "card return")?;
         txn.mac2 = r.mac2.0;
         txn.tac = r.tac.0;
         let entry = self.store.append_local(Body::Card(txn.clone()))?;

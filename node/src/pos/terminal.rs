@@ -12,7 +12,8 @@ use crate::store::{Clock, Store, StoreError};
 use cardmesh_drivers::card::TxRecord;
 use cardmesh_drivers::crypto::Key16;
 use cardmesh_drivers::epurse::{
-    CardInfo, EPurse, EpurseError, MaintenanceKey, PinUnblockKey, ProveKind,
+    CardInfo, EPurse, EpurseError, MaintenanceKey, PinUnblockKey, ProveKind, PurchaseReceipt,
+    PurchaseStarted,
 };
 use cardmesh_drivers::reader::CardReader;
 use cardmesh_drivers::sam::Sam;
@@ -749,22 +750,8 @@ impl Pos {
         txn.items = items;
         let intent = self.store.append_local(Body::Intent(txn.clone()))?;
         self.stops.at("purchase:intent-logged");
-        let receipt = match purse.purchase_finish(sam, started) {
-            Ok(r) => r,
-            Err(EpurseError::Mac2Invalid { receipt }) => {
-                // The card says it debited: log it, and tell HQ the card looks forged.
-                txn.mac2 = receipt.mac2.0;
-                txn.tac = receipt.tac.0;
-                self.store.append_local(Body::Card(txn))?;
-                self.alarm(
-                    AlarmKind::CloneSuspected,
-                    asn,
-                    "MAC2 wrong after a debit".into(),
-                )?;
-                return Err(EpurseError::Mac2Invalid { receipt }.into());
-            }
-            Err(e) => return Err(self.unfinished(intent.entry_ref(), asn, e, "purchase")),
-        };
+        let receipt =
+            self.finish_debit(purse, sam, started, &txn, intent.entry_ref(), "purchase")?;
         self.stops.at("purchase:card-debited");
         txn.mac2 = receipt.mac2.0;
         txn.tac = receipt.tac.0;
@@ -778,6 +765,36 @@ impl Pos {
             txn,
             flagged,
         })
+    }
+
+    /// Completes a debit whose intent (`txn`, logged as `intent`) is on disk. A card whose
+    /// MAC2 is wrong has debited all the same: its entry is logged and HQ alarmed, as the
+    /// card looks forged.
+    pub(super) fn finish_debit<R: CardReader, S: Sam>(
+        &self,
+        purse: &mut EPurse<R>,
+        sam: &mut S,
+        started: PurchaseStarted,
+        txn: &CardTxn,
+        intent: EntryRef,
+        what: &'static str,
+    ) -> Result<PurchaseReceipt, PosError> {
+        match purse.purchase_finish(sam, started) {
+            Ok(r) => Ok(r),
+            Err(EpurseError::Mac2Invalid { receipt }) => {
+                let mut debited = txn.clone();
+                debited.mac2 = receipt.mac2.0;
+                debited.tac = receipt.tac.0;
+                self.store.append_local(Body::Card(debited))?;
+                self.alarm(
+                    AlarmKind::CloneSuspected,
+                    txn.asn,
+                    format!("MAC2 wrong after a {what}'s debit"),
+                )?;
+                Err(EpurseError::Mac2Invalid { receipt }.into())
+            }
+            Err(e) => Err(self.unfinished(intent, txn.asn, e, what)),
+        }
     }
 
     /// A money command failed after its intent was logged. A refusal by the card means
