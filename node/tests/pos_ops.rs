@@ -195,24 +195,7 @@ fn operators_must_log_in_hold_the_permission_and_are_audited() {
     assert!(matches!(pos.session(), Err(PosError::NotLoggedIn(_))));
 
     // The audit log: logins, refusals and the logout, each a signed entry of this node.
-    let own = store.node_id();
-    let head = store.head(&own).unwrap().seq;
-    let actions: Vec<OperatorActionKind> = store
-        .entries(
-            cardmesh_model::FeedRange {
-                origin: own,
-                from: 1,
-                to: head,
-            },
-            usize::MAX,
-        )
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e.body {
-            Body::Operator(a) => Some(a.action),
-            _ => None,
-        })
-        .collect();
+    let actions = operator_actions(&store);
     let refusals = actions
         .iter()
         .filter(|a| matches!(a, OperatorActionKind::Refused { .. }))
@@ -406,9 +389,24 @@ fn an_operator_logs_in_with_the_operator_card_and_its_pin() {
         session.role,
         cardmesh_node::pos::OperatorRole::Manager
     ));
+    let actions = operator_actions(&store);
+    assert!(
+        matches!(
+            actions[..],
+            [
+                OperatorActionKind::Refused { .. },
+                OperatorActionKind::Login { by_card: true }
+            ]
+        ),
+        "{actions:?}"
+    );
+}
+
+/// The operator actions (the audit log) in this node's own feed, in order.
+fn operator_actions(store: &Store) -> Vec<OperatorActionKind> {
     let own = store.node_id();
     let head = store.head(&own).unwrap().seq;
-    let actions: Vec<OperatorActionKind> = store
+    store
         .entries(
             cardmesh_model::FeedRange {
                 origin: own,
@@ -423,15 +421,5 @@ fn an_operator_logs_in_with_the_operator_card_and_its_pin() {
             Body::Operator(a) => Some(a.action),
             _ => None,
         })
-        .collect();
-    assert!(
-        matches!(
-            actions[..],
-            [
-                OperatorActionKind::Refused { .. },
-                OperatorActionKind::Login { by_card: true }
-            ]
-        ),
-        "{actions:?}"
-    );
+        .collect()
 }

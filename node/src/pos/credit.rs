@@ -264,18 +264,7 @@ impl Pos {
 
     /// A card transaction of the ledger, by entry.
     fn ledger_txn(&self, at: EntryRef) -> Result<CardTxn, PosError> {
-        let entry = self
-            .store
-            .entries(
-                cardmesh_model::FeedRange {
-                    origin: at.origin,
-                    from: at.seq,
-                    to: at.seq,
-                },
-                1,
-            )?
-            .pop()
-            .ok_or(PosError::NoSuchEntry(at))?;
+        let entry = self.store.entry(at)?.ok_or(PosError::NoSuchEntry(at))?;
         match entry.body.card_txn() {
             Some(t) => Ok(t.clone()),
             None => Err(PosError::Credit(CreditRefusal::NotASale(

@@ -88,26 +88,12 @@ impl Pos {
             let Some(at) = replaced else {
                 return Ok(Money::ZERO);
             };
-            match self.entry(at)?.map(|e| e.body) {
+            match self.store.entry(at)?.map(|e| e.body) {
                 Some(Body::Card(t)) if matches!(t.kind, TxnKind::Replace { .. }) => asn = t.asn,
                 _ => return Ok(Money::ZERO),
             }
         }
         Ok(Money::ZERO)
-    }
-
-    fn entry(&self, at: EntryRef) -> Result<Option<Entry>, PosError> {
-        Ok(self
-            .store
-            .entries(
-                cardmesh_model::FeedRange {
-                    origin: at.origin,
-                    from: at.seq,
-                    to: at.seq,
-                },
-                1,
-            )?
-            .pop())
     }
 
     fn maintenance_key(&self) -> Result<MaintenanceKey, PosError> {

@@ -375,6 +375,16 @@ impl Store {
             .collect()
     }
 
+    /// One entry by its reference, if this store holds it.
+    pub fn entry(&self, at: EntryRef) -> Result<Option<Entry>, StoreError> {
+        let range = FeedRange {
+            origin: at.origin,
+            from: at.seq,
+            to: at.seq,
+        };
+        Ok(self.entries(range, 1)?.pop())
+    }
+
     /// One card's blacklist state: one point lookup.
     pub fn blacklist(&self, asn: &CardAsn) -> Result<Option<CardBlocks>, StoreError> {
         let txn = self.read()?;

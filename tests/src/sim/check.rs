@@ -159,19 +159,14 @@ fn nothing_pending(sim: &Sim) {
                     _ => None,
                 })
                 .collect();
-            let range = cardmesh_model::vv::FeedRange {
-                origin: lock.at.origin,
-                from: lock.at.seq,
-                to: lock.at.seq,
-            };
-            let entry = n.store().entries(range, 1).expect("the lock's entry");
+            let entry = n.store().entry(lock.at).expect("the lock's entry");
             panic!(
                 "{}: grey lock {}#{} of {} left open after every card returned; the lock: {:?}; its history: {history:#?}",
                 n.name,
                 lock.at.origin.short(),
                 lock.at.seq,
                 lock.asn,
-                entry.first().map(|e| &e.body)
+                entry.map(|e| e.body)
             );
         }
     }
@@ -181,14 +176,9 @@ fn acknowledged_once_everywhere(sim: &Sim) {
     for n in &sim.world.nodes {
         let s = n.store();
         for ack in &sim.acks {
-            let range = FeedRange {
-                origin: ack.entry.origin,
-                from: ack.entry.seq,
-                to: ack.entry.seq,
-            };
-            let held = s.entries(range, 2).expect("entries");
+            let held = s.entry(ack.entry).expect("entries");
             assert!(
-                held.len() == 1 && matches!(held[0].body, Body::Card(_)),
+                matches!(held.map(|e| e.body), Some(Body::Card(_))),
                 "{}: acknowledged {:?} is missing",
                 n.name,
                 ack.entry
