@@ -72,3 +72,38 @@ fn dial_answer_carry_data_and_hang_up() {
     assert!(!exchange.is_online("5552000"));
     assert_eq!(exchange.stats().calls, 1);
 }
+
+#[test]
+fn a_hang_up_while_the_modem_still_sends_data_escapes_on_a_later_try() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shop, hq) = (
+        SocatPair::start(dir.path(), "shop").unwrap(),
+        SocatPair::start(dir.path(), "hq").unwrap(),
+    );
+    let mut exchange = Exchange::new(LineConfig::V34);
+    exchange.install("5551000", shop.b()).unwrap();
+    exchange.install("5552000", hq.b()).unwrap();
+    let mut answer = Modem::open(hq.a()).unwrap();
+    answer.auto_answer().unwrap();
+    let answering = std::thread::spawn(move || {
+        answer.wait_for_call(Duration::from_secs(10)).unwrap();
+        answer
+    });
+    let mut dial = Modem::open(shop.a()).unwrap();
+    dial.dial("5552000", Duration::from_secs(10)).unwrap();
+    let mut answer = answering.join().unwrap();
+
+    // About a second of data still queued for the line when the host escapes: the
+    // modem reads `+++` right behind it, with no guard time before, so it is data.
+    let data: Vec<u8> = (0..3360u32).map(|i| (i % 251) as u8).collect();
+    dial.port().write_all(&data).unwrap();
+    dial.hang_up().unwrap();
+    assert!(!exchange.is_online("5551000"));
+    let heard = read_n(&mut answer, data.len() + 21);
+    assert_eq!(&heard[..data.len()], &data[..]);
+    assert_eq!(
+        &heard[data.len()..],
+        b"+++ATH\r\r\nNO CARRIER\r\n",
+        "the first escape and its ATH went down the line, then the call ended"
+    );
+}

@@ -168,6 +168,9 @@ impl std::fmt::Debug for Modem {
 
 /// How long a command may take to be answered.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// An escape the modem did not take shows as a silent ATH: this long, then try again.
+const HANG_UP_TIMEOUT: Duration = Duration::from_secs(2);
+const ESCAPE_TRIES: u32 = 3;
 /// The escape guard time this host sets (S12, 50ths of a second) and keeps around `+++`.
 const GUARD_50THS: u8 = 10;
 const GUARD: Duration = Duration::from_millis(GUARD_50THS as u64 * 20 + 50);
@@ -193,6 +196,10 @@ impl Modem {
 
     /// Sends one command line and waits for `OK`.
     pub fn command(&mut self, line: &str) -> Result<(), ModemError> {
+        self.command_within(line, COMMAND_TIMEOUT)
+    }
+
+    fn command_within(&mut self, line: &str, timeout: Duration) -> Result<(), ModemError> {
         // Whatever came before (the end of a call's data) is not the answer to this.
         self.port
             .clear(serialport::ClearBuffer::Input)
@@ -200,7 +207,7 @@ impl Modem {
         self.pending.clear();
         self.send_line(line)?;
         loop {
-            match self.result(COMMAND_TIMEOUT, line)? {
+            match self.result(timeout, line)? {
                 ResultCode::Ok => return Ok(()),
                 // Unsolicited: a call coming in while the host sets the modem up.
                 ResultCode::Ring => {}
@@ -271,15 +278,25 @@ impl Modem {
     /// Leaves data mode (`+++` between guard times) and hangs up (`ATH`). A line that
     /// already lost its carrier is hung up too.
     pub fn hang_up(&mut self) -> Result<(), ModemError> {
-        std::thread::sleep(GUARD);
-        self.pending.clear();
-        self.port.write_all(b"+++")?;
-        self.port.flush()?;
-        std::thread::sleep(GUARD);
-        // `OK` from the escape, `NO CARRIER` if the line had dropped, or nothing if the
-        // modem was in command mode already: the modem ignores what came before `AT`,
-        // so ATH settles all three.
-        self.command("ATH")
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            std::thread::sleep(GUARD);
+            self.pending.clear();
+            self.port.write_all(b"+++")?;
+            self.port.flush()?;
+            std::thread::sleep(GUARD);
+            // `OK` from the escape, `NO CARRIER` if the line had dropped, or nothing if
+            // the modem was in command mode already: the modem ignores what came before
+            // `AT`, so ATH settles all three.
+            match self.command_within("ATH", HANG_UP_TIMEOUT) {
+                // The modem may still have been sending the call's last bytes down the
+                // line when `+++` came, so it took the escape (and this ATH) for data:
+                // the guard time before the next try is silence it can see.
+                Err(ModemError::Timeout(_)) if tries < ESCAPE_TRIES => {}
+                other => return other,
+            }
+        }
     }
 
     /// The port, for the data phase of a call. Reads time out after 20 ms.
