@@ -509,14 +509,14 @@ fn main() -> Result<()> {
                 .start_station(&DataDir::new(&data))
                 .context("starting the fuel station")?
             {
-                println!("fuel station started: one worker per fuelling point");
+                announce("fuel station started: one worker per fuelling point");
             }
             if headless {
-                println!(
+                announce(&format!(
                     "{} serving sync on {:?}, dialing {peers} configured peers{lan}; Ctrl-C stops",
                     running.node().name(),
                     running.local_addrs()
-                );
+                ));
                 running.wait_for_interrupt().context("waiting for Ctrl-C")?;
             } else {
                 App::new(Box::new(running))
@@ -535,4 +535,12 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A line for whoever watches a running node. The node keeps serving when nobody is
+/// left reading (a closed terminal, `| head -1`): a station must not stop mid-fill
+/// because its stdout went away, as `println!` would make it.
+fn announce(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
