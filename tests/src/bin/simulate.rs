@@ -33,6 +33,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // RUST_LOG=tests=debug traces every card operation of a replayed seed.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
     if args.nodes < 2 {
         eprintln!("--nodes must be at least 2 (HQ and one site)");
         return ExitCode::FAILURE;

@@ -7,11 +7,12 @@ use super::model::blocked_for;
 use super::reader::SimReader;
 use super::workload::Sim;
 use cardmesh_drivers::epurse::EPurse;
-use cardmesh_model::body::{Body, CounterSpace, TxnKind};
+use cardmesh_model::body::{Body, CardTxn, CounterSpace, TxnKind};
+use cardmesh_model::entry::Entry;
 use cardmesh_model::sync::Limits;
-use cardmesh_model::{FeedRange, Money, Role};
+use cardmesh_model::{CardAsn, FeedRange, Money, Role};
 use cardmesh_node::pos::PosError;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 /// Every LAN comes back and every site syncs with HQ, both ways, until all nodes hold
 /// the same feeds.
@@ -87,7 +88,17 @@ pub fn return_cards(sim: &mut Sim) {
         if sim.chip_locked(c) {
             sim.cards[c].at = 1;
             assert_eq!(sim.world.nodes[1].role, Role::Station);
-            sim.unlock(c);
+            // A station that has not heard of HQ's unblock refuses the card (and blocks
+            // its chip again): the customer comes once the unblock has reached it.
+            let out = sim.session(1, 0, Faults::CLEAN, Limits::DEFAULT);
+            assert!(
+                out.completed,
+                "a clean session with the station failed: {out:?}"
+            );
+            assert!(
+                sim.unlock(c),
+                "{asn}: the station refused the debit for unlock"
+            );
             assert!(
                 !sim.chip_locked(c),
                 "{asn} is still grey-locked after its debit"
@@ -203,30 +214,49 @@ fn acknowledged_once_everywhere(sim: &Sim) {
 /// What a transaction does to the balance on the card.
 fn balance_effect(kind: &TxnKind, amount: Money) -> i64 {
     match kind {
-        TxnKind::Load | TxnKind::Refund => amount.fen(),
-        TxnKind::Purchase | TxnKind::DebitForUnlock => -amount.fen(),
-        _ => 0,
+        TxnKind::Load | TxnKind::Refund | TxnKind::Reversal => amount.fen(),
+        TxnKind::Purchase | TxnKind::Return { .. } | TxnKind::DebitForUnlock => -amount.fen(),
+        TxnKind::GreyLock | TxnKind::Issue { .. } | TxnKind::Replace { .. } => 0,
     }
+}
+
+/// The card transactions of `entries` as a ledger counts them: a transaction logged
+/// where it happened and the completions other nodes logged of its intent hold the
+/// same card counter, and count once. Two different transactions on one counter fail.
+fn ledger(node: &str, entries: Vec<Entry>) -> Vec<CardTxn> {
+    let mut seen: BTreeMap<(CardAsn, bool, u16), CardTxn> = BTreeMap::new();
+    let mut out = Vec::new();
+    for e in entries {
+        let Some(t) = e.body.card_txn() else { continue };
+        if let Some(space) = t.kind.counter_space() {
+            let key = (t.asn, space == CounterSpace::Online, t.card_counter);
+            if let Some(first) = seen.get(&key) {
+                let same = (first.kind == t.kind)
+                    && first.amount == t.amount
+                    && first.terminal == t.terminal
+                    && first.card_time == t.card_time;
+                assert!(
+                    same,
+                    "{node}: card {} has two different ledger entries for counter {} ({space:?}): {first:?} and {t:?}",
+                    t.asn, t.card_counter
+                );
+                continue;
+            }
+            seen.insert(key, t.clone());
+        }
+        out.push(t.clone());
+    }
+    out
 }
 
 fn ledgers_equal_cards(sim: &Sim) {
     for n in &sim.world.nodes {
         for card in &sim.cards {
-            let mut seen = BTreeSet::new();
-            let mut balance = 0i64;
-            for e in n.store().card_history(&card.asn).expect("history") {
-                let Body::Card(t) = &e.body else { continue };
-                if let Some(space) = t.kind.counter_space() {
-                    assert!(
-                        seen.insert((space == CounterSpace::Online, t.card_counter)),
-                        "{}: card {} has two ledger entries for counter {} ({space:?})",
-                        n.name,
-                        card.asn,
-                        t.card_counter
-                    );
-                }
-                balance += balance_effect(&t.kind, t.amount);
-            }
+            let history = n.store().card_history(&card.asn).expect("history");
+            let balance: i64 = ledger(&n.name, history)
+                .iter()
+                .map(|t| balance_effect(&t.kind, t.amount))
+                .sum();
             let chip = i64::from(card.chip.as_ref().expect("card in hand").balance());
             assert_eq!(
                 balance, chip,
@@ -242,19 +272,19 @@ fn ledgers_equal_cards(sim: &Sim) {
 fn float_balances(sim: &Sim) {
     let hq = sim.world.hq();
     let vv = hq.version_vector().expect("version vector");
-    let mut ledger = 0i64;
+    let mut entries = Vec::new();
     for (origin, seq) in vv.iter() {
         let range = FeedRange {
             origin: *origin,
             from: 1,
             to: *seq,
         };
-        for e in hq.entries(range, usize::MAX).expect("feed") {
-            if let Body::Card(t) = &e.body {
-                ledger += balance_effect(&t.kind, t.amount);
-            }
-        }
+        entries.extend(hq.entries(range, usize::MAX).expect("feed"));
     }
+    let ledger: i64 = ledger("hq", entries)
+        .iter()
+        .map(|t| balance_effect(&t.kind, t.amount))
+        .sum();
     let cards: i64 = sim
         .cards
         .iter()

@@ -194,6 +194,15 @@ impl Sim {
         let pulled = reader.pulled();
         self.cards[c].chip = Some(reader.take());
         self.tally.op(what);
+        tracing::debug!(
+            card = %asn,
+            at = %self.world.nodes[at].name,
+            what,
+            ?pull,
+            pulled,
+            result = ?result.as_ref().map(|r| (r.entry, r.txn.card_counter, r.txn.amount, r.txn.balance_after)),
+            "card op"
+        );
         if pulled {
             self.tally.fault("card pulled mid-operation");
         }
@@ -333,13 +342,15 @@ impl Sim {
         self.unlock(c);
     }
 
-    /// Debits and unlocks a grey-locked card at the station where it is.
-    pub fn unlock(&mut self, c: usize) {
+    /// Debits and unlocks a grey-locked card at the station where it is; says whether
+    /// the card was debited.
+    pub fn unlock(&mut self, c: usize) -> bool {
         let balance = i64::from(self.cards[c].chip.as_ref().expect("card").balance());
         let fen = self.rng.random_range(0..=balance.min(30_000));
-        self.card_op(c, "debit for unlock", |pos, purse, sam| {
+        let done = self.card_op(c, "debit for unlock", |pos, purse, sam| {
             pos.unlock(purse, sam, Some(Money::from_fen(fen)))
         });
+        matches!(done, Some(Done::Ok))
     }
 
     pub fn chip_locked(&mut self, c: usize) -> bool {
