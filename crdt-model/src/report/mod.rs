@@ -18,7 +18,7 @@ pub use locks::stale_locks;
 pub use scope::Scope;
 pub use totals::{ProductTally, Tally, Totals, TxnClass};
 
-use crate::body::{Body, CardChange};
+use crate::body::{Body, CardChange, CardTxn, TxnKind};
 use crate::hlc::Hlc;
 use crate::ids::{BusinessDay, SiteId};
 use crate::money::MoneyError;
@@ -49,6 +49,32 @@ pub struct RowKey {
     pub day: BusinessDay,
     pub dim: Dim,
     pub name: String,
+}
+
+/// The rows a refund is charged to, as a refund of the sale it refers to: the sale's
+/// site and terminal, on the refund's business day (the period that settles it). The
+/// refund's own rows, where the money went onto the card, come from [`rows_of`].
+/// Nothing for any other operation.
+pub fn refund_rows(refund: &CardTxn, sale: &CardTxn) -> Vec<(RowKey, Totals)> {
+    if refund.kind != TxnKind::Refund {
+        return Vec::new();
+    }
+    let totals = Totals {
+        refunded: Tally {
+            count: 1,
+            amount: refund.amount,
+        },
+        ..Totals::default()
+    };
+    let key = |dim, name: String| RowKey {
+        day: refund.business_day,
+        dim,
+        name,
+    };
+    vec![
+        (key(Dim::Site, sale.site.to_string()), totals.clone()),
+        (key(Dim::Terminal, sale.terminal.to_string()), totals),
+    ]
 }
 
 /// The name an operation without an operator is reported under.

@@ -101,6 +101,11 @@ pub struct Totals {
     /// card and the load it refers to puts it on the new one, which together change
     /// nothing).
     pub float_delta: Money,
+    /// Refunds given for this row's sales (goods returned), wherever they were given:
+    /// a refund is paid onto the card at a card desk, but the merchant who made the
+    /// sale bears it. Counted in the row of the sale's site and terminal, on the day
+    /// of the refund. Last, so that a row of schema v4 is a prefix of its v5 encoding.
+    pub refunded: Tally,
 }
 
 fn add(a: &mut Money, b: Money) -> Result<(), MoneyError> {
@@ -206,6 +211,8 @@ impl Totals {
             *self.alarms.entry(kind.clone()).or_default() += n;
         }
         add(&mut self.float_delta, other.float_delta)?;
+        self.refunded.count += other.refunded.count;
+        add(&mut self.refunded.amount, other.refunded.amount)?;
         Ok(())
     }
 
@@ -230,12 +237,13 @@ impl Totals {
     }
 
     /// What the merchant is owed for goods and fuel sold on cards: purchases and
-    /// debits for unlock, less reversals.
+    /// debits for unlock, less reversals and less the refunds given for its sales.
     pub fn sales(&self) -> Result<Money, MoneyError> {
         self.kind(TxnClass::Purchase)
             .amount
             .checked_add(self.kind(TxnClass::DebitForUnlock).amount)?
-            .checked_sub(self.kind(TxnClass::Reversal).amount)
+            .checked_sub(self.kind(TxnClass::Reversal).amount)?
+            .checked_sub(self.refunded.amount)
     }
 
     /// Operations that count towards a merchant's sales.

@@ -200,7 +200,7 @@ pub enum Format {
     Json,
 }
 
-const SALES_COLUMNS: [&str; 18] = [
+const SALES_COLUMNS: [&str; 20] = [
     "name",
     "operations",
     "purchases",
@@ -211,11 +211,13 @@ const SALES_COLUMNS: [&str; 18] = [
     "load_amount",
     "refunds",
     "refund_amount",
+    "sales_refunded",
     "returns",
     "cards_issued",
     "deposits",
     "unlock_debits",
     "unlock_amount",
+    "net_sales",
     "refused",
     "failure_permille",
     "float_change",
@@ -234,6 +236,7 @@ fn sales_cells(name: &str, t: &Totals) -> Vec<String> {
         k(TxnClass::Load).amount.to_string(),
         k(TxnClass::Refund).count.to_string(),
         k(TxnClass::Refund).amount.to_string(),
+        t.refunded.amount.to_string(),
         k(TxnClass::Return).count.to_string(),
         k(TxnClass::Issue).count.to_string(),
         t.deposits_taken
@@ -242,6 +245,7 @@ fn sales_cells(name: &str, t: &Totals) -> Vec<String> {
             .to_string(),
         k(TxnClass::DebitForUnlock).count.to_string(),
         k(TxnClass::DebitForUnlock).amount.to_string(),
+        t.sales().map_or("overflow".into(), |m| m.to_string()),
         t.refusals().to_string(),
         t.failure_permille().map_or("-".into(), |p| p.to_string()),
         t.float_delta.to_string(),
@@ -270,6 +274,8 @@ fn sales_json(t: &Totals) -> Value {
         "failure_permille": t.failure_permille(),
         "alarms": t.alarms,
         "float_change_fen": t.float_delta.fen(),
+        "sales_refunded": {"count": t.refunded.count, "amount_fen": t.refunded.amount.fen()},
+        "net_sales_fen": t.sales().ok().map(|m| m.fen()),
     })
 }
 

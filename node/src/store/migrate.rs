@@ -9,16 +9,18 @@ use super::error::StoreError;
 use super::reports::ReportTables;
 use super::schema::{
     self, BLACKLIST, BLOCKED, CARD_COUNTERS, CERTS, DOC_CHANGES, DOCS, FEEDS, INTENTS, META,
-    META_SCHEMA, PENDING_INTENTS, SCHEMA_VERSION,
+    META_SCHEMA, PENDING_INTENTS, REPORT_ROWS, REPORT_TOTALS, SCHEMA_VERSION,
 };
 use cardmesh_model::blacklist::CardBlocks;
 use cardmesh_model::body::Body;
+use cardmesh_model::report::{Tally, Totals};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes a file from schema version `i + 1` to `i + 2`.
-const MIGRATIONS: [Migration; (SCHEMA_VERSION - 1) as usize] = [v1_to_v2, v2_to_v3, v3_to_v4];
+const MIGRATIONS: [Migration; (SCHEMA_VERSION - 1) as usize] =
+    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5];
 
 /// Brings the file to the current schema; returns the version it was found at.
 pub fn run(db: &Database) -> Result<u32, StoreError> {
@@ -123,6 +125,56 @@ fn v3_to_v4(txn: &WriteTransaction) -> Result<(), StoreError> {
         let site = schema::decode_cert(cert.value())?.site;
         if let Err(why) = reports.fold(&e, &site, e.hlc.millis, (&docs, &changes))? {
             tracing::warn!(entry = ?e.entry_ref(), %why, "entry left out of the reports");
+        }
+    }
+    Ok(())
+}
+
+/// v5 charges refunds to the report rows of the sales they refer to (`Totals::refunded`,
+/// the last field of a row). Postcard writes a struct as its fields in order, so a v4
+/// row followed by an empty `Tally` is the same row in v5 (rows that `v3_to_v4` just
+/// wrote are v5 already and decode as they are); then every refund already held is
+/// charged, as `Tables::fold` does for the ones that come later.
+fn v4_to_v5(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let empty = postcard::to_allocvec(&Tally::default()).expect("a Tally serializes");
+    let is_v5 = |v: &[u8]| schema::decode_view::<Totals>(v, "report row").is_ok();
+    let mut rows = txn.open_table(REPORT_ROWS)?;
+    let old: Vec<(Vec<u8>, Vec<u8>)> = rows
+        .iter()?
+        .map(|row| row.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+        .collect::<Result<_, _>>()?;
+    for (k, mut v) in old.into_iter().filter(|(_, v)| !is_v5(v)) {
+        v.extend_from_slice(&empty);
+        rows.insert(k.as_slice(), v.as_slice())?;
+    }
+    drop(rows);
+    let mut totals = txn.open_table(REPORT_TOTALS)?;
+    let old: Vec<(String, Vec<u8>)> = totals
+        .iter()?
+        .map(|row| row.map(|(k, v)| (k.value().to_string(), v.value().to_vec())))
+        .collect::<Result<_, _>>()?;
+    for (k, mut v) in old.into_iter().filter(|(_, v)| !is_v5(v)) {
+        v.extend_from_slice(&empty);
+        totals.insert(k.as_str(), v.as_slice())?;
+    }
+    drop(totals);
+    let feeds = txn.open_table(FEEDS)?;
+    let counters = txn.open_table(CARD_COUNTERS)?;
+    let mut reports = ReportTables::open(txn)?;
+    for row in feeds.iter()? {
+        let (key, bytes) = row?;
+        let e = schema::decode_entry(bytes.value())?;
+        let Some(t) = e.body.card_txn() else {
+            continue;
+        };
+        let counted = match t.kind.counter_space() {
+            Some(space) => counters
+                .get(&schema::counter_key(&t.asn, space, t.card_counter))?
+                .is_some_and(|first| first.value() == key.value()),
+            None => true,
+        };
+        if let Err(why) = reports.charge_refunds(&e, counted, &feeds)? {
+            tracing::warn!(entry = ?e.entry_ref(), %why, "refund not charged to its sale");
         }
     }
     Ok(())

@@ -7,7 +7,7 @@
 use super::docs;
 use super::error::StoreError;
 use super::schema::{self, *};
-use cardmesh_model::body::{Body, CardChange, EntryRef};
+use cardmesh_model::body::{Body, CardChange, CardTxn, EntryRef, TxnKind};
 use cardmesh_model::docs::{DocName, network};
 use cardmesh_model::report::{self, Anomaly, AnomalyKind, CardChain, Dim, RowKey, Totals};
 use cardmesh_model::settlement::SettlementRecord;
@@ -36,6 +36,7 @@ pub struct ReportTables<'t> {
     pub raised: Table<'t, &'static [u8; 49], ()>,
     grey_open: Table<'t, &'static [u8; 40], &'static [u8]>,
     pub settlements: Table<'t, &'static [u8; 40], &'static [u8]>,
+    refunds_waiting: Table<'t, &'static [u8; 80], ()>,
     /// Site time zones, read from the network registry once per transaction and only if
     /// an entry without its own business day needs one.
     offsets: Option<BTreeMap<SiteId, i32>>,
@@ -122,6 +123,7 @@ impl<'t> ReportTables<'t> {
             raised: txn.open_table(RAISED)?,
             grey_open: txn.open_table(GREY_OPEN)?,
             settlements: txn.open_table(SETTLEMENTS)?,
+            refunds_waiting: txn.open_table(REFUNDS_WAITING)?,
             offsets: None,
         })
     }
@@ -169,33 +171,12 @@ impl<'t> ReportTables<'t> {
             Ok(rows) => rows,
             Err(err) => return Ok(Err(format!("report totals: {err}"))),
         };
-        // Merge everything first, so that an overflow leaves every row as it was.
-        let mut merged = Vec::with_capacity(rows.len() + 1);
-        for (key, t) in &rows {
-            let k = row_key(key);
-            let mut row: Totals = match self.rows.get(k.as_slice())? {
-                Some(v) => schema::decode_view(v.value(), "report row")?,
-                None => Totals::default(),
-            };
-            if let Err(err) = row.merge(t) {
-                return Ok(Err(format!("report row {k:?}: {err}")));
-            }
-            merged.push((k, row));
-        }
-        if let Some((_, t)) = rows.iter().find(|(k, _)| k.dim == Dim::Site) {
-            let mut all: Totals = match self.totals.get(ALL)? {
-                Some(v) => schema::decode_view(v.value(), "report totals")?,
-                None => Totals::default(),
-            };
-            if let Err(err) = all.merge(t) {
-                return Ok(Err(format!("network totals: {err}")));
-            }
-            self.totals
-                .insert(ALL, schema::encode_view(&all).as_slice())?;
-        }
-        for (k, row) in merged {
-            self.rows
-                .insert(k.as_slice(), schema::encode_view(&row).as_slice())?;
+        let all = rows
+            .iter()
+            .find(|(k, _)| k.dim == Dim::Site)
+            .map(|(_, t)| t.clone());
+        if let Err(why) = self.add_rows(&rows, all.as_ref())? {
+            return Ok(Err(why));
         }
         let about = e.body.card_txn().map_or(site, |t| &t.site);
         self.touch(about, e.hlc, now_ms)?;
@@ -212,6 +193,108 @@ impl<'t> ReportTables<'t> {
             _ => {}
         }
         Ok(Ok(()))
+    }
+
+    /// Adds `rows`, and `all` to the network totals. Everything is merged before
+    /// anything is written, so that an overflow leaves every row as it was.
+    fn add_rows(
+        &mut self,
+        rows: &[(RowKey, Totals)],
+        all: Option<&Totals>,
+    ) -> Result<Result<(), String>, StoreError> {
+        let mut merged = Vec::with_capacity(rows.len());
+        for (key, t) in rows {
+            let k = row_key(key);
+            let mut row: Totals = match self.rows.get(k.as_slice())? {
+                Some(v) => schema::decode_view(v.value(), "report row")?,
+                None => Totals::default(),
+            };
+            if let Err(err) = row.merge(t) {
+                return Ok(Err(format!("report row {k:?}: {err}")));
+            }
+            merged.push((k, row));
+        }
+        if let Some(t) = all {
+            let mut all: Totals = match self.totals.get(ALL)? {
+                Some(v) => schema::decode_view(v.value(), "report totals")?,
+                None => Totals::default(),
+            };
+            if let Err(err) = all.merge(t) {
+                return Ok(Err(format!("network totals: {err}")));
+            }
+            self.totals
+                .insert(ALL, schema::encode_view(&all).as_slice())?;
+        }
+        for (k, row) in merged {
+            self.rows
+                .insert(k.as_slice(), schema::encode_view(&row).as_slice())?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Charges refunds to the rows of the sales they refer to (`report::refund_rows`),
+    /// whichever of the two arrives first: a refund whose sale is not here yet waits,
+    /// and is charged when the sale comes, so every delivery order ends with the same
+    /// rows. `counted`: `e` is the first entry for its card counter (a refund completed
+    /// at two nodes is charged once). `feeds` holds every entry folded before `e`.
+    pub fn charge_refunds(
+        &mut self,
+        e: &Entry,
+        counted: bool,
+        feeds: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+    ) -> Result<Result<(), String>, StoreError> {
+        let Some(t) = e.body.card_txn() else {
+            return Ok(Ok(()));
+        };
+        if counted
+            && t.kind == TxnKind::Refund
+            && let Some(sale) = t.refers_to
+        {
+            match held_txn(feeds, sale)? {
+                Some(sale_txn) => {
+                    if let Err(why) = self.charge(t, &sale_txn)? {
+                        return Ok(Err(why));
+                    }
+                }
+                None => {
+                    self.refunds_waiting
+                        .insert(&waiting_key(sale, e.entry_ref()), ())?;
+                }
+            }
+        }
+        let mut lo = [0; 80];
+        lo[..40].copy_from_slice(&entry_key(&e.origin, e.seq));
+        let mut hi = lo;
+        hi[40..].fill(0xff);
+        let waiting: Vec<[u8; 80]> = self
+            .refunds_waiting
+            .range::<&[u8; 80]>(&lo..=&hi)?
+            .map(|row| row.map(|(k, _)| *k.value()))
+            .collect::<Result<_, _>>()?;
+        for k in waiting {
+            let refund = parse_entry_key(&k[40..]);
+            let refund_txn = held_txn(feeds, refund)?.ok_or_else(|| {
+                StoreError::corrupt(format!("waiting refund {refund:?} is not in the feeds"))
+            })?;
+            self.refunds_waiting.remove(&k)?;
+            if let Err(why) = self.charge(&refund_txn, t)? {
+                return Ok(Err(why));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    fn charge(
+        &mut self,
+        refund: &CardTxn,
+        sale: &CardTxn,
+    ) -> Result<Result<(), String>, StoreError> {
+        let rows = report::refund_rows(refund, sale);
+        let all = rows
+            .iter()
+            .find(|(k, _)| k.dim == Dim::Site)
+            .map(|(_, t)| t.clone());
+        self.add_rows(&rows, all.as_ref())
     }
 
     /// Adds `t` to one row. `Ok(Err)` on an overflow, with the row unchanged.
@@ -276,6 +359,27 @@ impl<'t> ReportTables<'t> {
             .insert(&t.asn.0, schema::encode_view(&chain).as_slice())?;
         Ok(())
     }
+}
+
+fn waiting_key(sale: EntryRef, refund: EntryRef) -> [u8; 80] {
+    let mut k = [0; 80];
+    k[..40].copy_from_slice(&entry_key(&sale.origin, sale.seq));
+    k[40..].copy_from_slice(&entry_key(&refund.origin, refund.seq));
+    k
+}
+
+/// The card transaction of entry `at`, if it is held and is one.
+fn held_txn(
+    feeds: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+    at: EntryRef,
+) -> Result<Option<CardTxn>, StoreError> {
+    let Some(bytes) = feeds.get(&entry_key(&at.origin, at.seq))? else {
+        return Ok(None);
+    };
+    Ok(schema::decode_entry(bytes.value())?
+        .body
+        .card_txn()
+        .cloned())
 }
 
 /// An open grey lock as the report lists it.

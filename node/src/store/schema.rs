@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The schema this build writes. Older files are migrated on open (see `migrate`).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Identity and bookkeeping: schema version, this node's id, its certificate and HQ's,
 /// the last HLC issued.
@@ -91,6 +91,9 @@ pub const RAISED: TableDefinition<&[u8; 49], ()> = TableDefinition::new("anomali
 pub const GREY_OPEN: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("grey_open");
 /// (merchant, period from, period to) -> (entry, `SettlementRecord`): settled periods.
 pub const SETTLEMENTS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("settlements");
+/// (sale's origin, seq, refund's origin, seq): refunds not yet charged to their sale's
+/// report rows because the sale has not arrived here.
+pub const REFUNDS_WAITING: TableDefinition<&[u8; 80], ()> = TableDefinition::new("refunds_waiting");
 
 /// Opens (creating) every table of the current schema, so that readers never meet a
 /// missing one.
@@ -120,6 +123,7 @@ pub fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(RAISED)?;
     txn.open_table(GREY_OPEN)?;
     txn.open_table(SETTLEMENTS)?;
+    txn.open_table(REFUNDS_WAITING)?;
     txn.open_table(CARD_COUNTERS)?;
     txn.open_table(INTENTS)?;
     txn.open_table(PENDING_INTENTS)?;

@@ -205,6 +205,9 @@ impl<'t> Tables<'t> {
         {
             tracing::warn!(entry = ?e.entry_ref(), %why, "entry left out of the reports");
         }
+        if let Err(why) = self.reports.charge_refunds(e, !duplicate, &self.feeds)? {
+            tracing::warn!(entry = ?e.entry_ref(), %why, "refund not charged to its sale");
+        }
         let at = e.entry_ref();
         let unfoldable = |t: &mut Tables<'_>, why: String| -> Result<(), StoreError> {
             t.unfoldable
