@@ -371,6 +371,43 @@ fn folders_that_are_not_this_networks_stick_are_refused_with_a_clear_error() {
 }
 
 #[test]
+fn a_garbled_manifest_is_rebuilt_by_its_network_and_still_refused_by_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hq, a, _b) = network(tmp.path());
+    let (other_hq, _, _) = network(&tmp.path().join("other"));
+    let stick = usb::stick_folder(tmp.path());
+    a.sell(3);
+    a.sync(&stick);
+    let manifest = stick.join("manifest.cmm");
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    // Magic, kind and network id all worn away: nothing in the file says whose it is.
+    bytes[..24].fill(0xA5);
+    std::fs::write(&manifest, &bytes).unwrap();
+
+    let err = sync_stick(
+        &other_hq.store,
+        &other_hq.key,
+        &stick,
+        NO_LIMIT,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, UsbError::NotAStick { .. }), "{err}");
+    assert_eq!(std::fs::read(&manifest).unwrap(), bytes, "left as it was");
+
+    let report = hq.sync(&stick);
+    assert!(report.manifest_rebuilt, "{report:?}");
+    assert_eq!(
+        hq.vv().get(&a.store.node_id()),
+        a.vv().get(&a.store.node_id())
+    );
+    assert!(
+        !a.sync(&stick).manifest_rebuilt,
+        "the rebuilt manifest reads"
+    );
+}
+
+#[test]
 fn a_deleted_manifest_and_segment_are_noticed_and_rebuilt() {
     let tmp = tempfile::tempdir().unwrap();
     let (hq, a, _b) = network(tmp.path());

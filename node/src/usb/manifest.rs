@@ -74,6 +74,14 @@ pub fn open(key: &NetworkKey, network: NetworkId, bytes: &[u8]) -> Result<Manife
         Err(_) => return Err(ManifestError::Damaged("cut short".into())),
     };
     if header.network != network {
+        // One flipped bit in the clear header must not make our own stick look like
+        // another network's (and be refused): if it opens under our id, it is ours.
+        let ours = ManifestHeader { network };
+        if sealed::open_under(Kind::StickManifest, key, bytes, &ours).is_ok() {
+            return Err(ManifestError::Damaged(
+                "the network id in its clear header is damaged".into(),
+            ));
+        }
         return Err(ManifestError::Foreign(header.network));
     }
     let (_, plain): (ManifestHeader, _) =
@@ -118,6 +126,13 @@ mod tests {
         assert!(matches!(
             open(&key, net, b"# my shopping list"),
             Err(ManifestError::NotAManifest(_))
+        ));
+        // The network id follows the codec's 4-byte prefix, in clear.
+        let mut flipped = bytes.clone();
+        flipped[4] ^= 0x10;
+        assert!(matches!(
+            open(&key, net, &flipped),
+            Err(ManifestError::Damaged(why)) if why.contains("network id")
         ));
     }
 }

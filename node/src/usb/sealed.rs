@@ -105,6 +105,24 @@ pub fn open<H: Serialize + DeserializeOwned>(
     key: &NetworkKey,
     bytes: &[u8],
 ) -> Result<(H, Vec<u8>), OpenError> {
+    let envelope: Envelope<H> = envelope(kind, bytes)?;
+    let plaintext = decrypt(kind, key, &envelope, &envelope.header)?;
+    Ok((envelope.header, plaintext))
+}
+
+/// Opens a sealed file as if its clear header were `header`: whether a file whose
+/// header reads as another network's was sealed by ours, with its header damaged since.
+pub fn open_under<H: Serialize + DeserializeOwned>(
+    kind: Kind,
+    key: &NetworkKey,
+    bytes: &[u8],
+    header: &H,
+) -> Result<Vec<u8>, OpenError> {
+    let envelope: Envelope<H> = envelope(kind, bytes)?;
+    decrypt(kind, key, &envelope, header)
+}
+
+fn envelope<H: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<Envelope<H>, OpenError> {
     let envelope: Envelope<H> = match codec::decode(kind, bytes) {
         Ok(e) => e,
         Err(CodecError::Corrupt { detail, .. }) => {
@@ -120,16 +138,24 @@ pub fn open<H: Serialize + DeserializeOwned>(
     if envelope.sealed_len != envelope.ciphertext.len() as u64 {
         return Err(OpenError::Damaged("sealed length does not match".into()));
     }
-    let plaintext = cipher(key)
+    Ok(envelope)
+}
+
+fn decrypt<H: Serialize>(
+    kind: Kind,
+    key: &NetworkKey,
+    envelope: &Envelope<H>,
+    header: &H,
+) -> Result<Vec<u8>, OpenError> {
+    cipher(key)
         .decrypt(
             XNonce::from_slice(&envelope.nonce),
             Payload {
                 msg: &envelope.ciphertext,
-                aad: &aad(kind, &envelope.header),
+                aad: &aad(kind, header),
             },
         )
-        .map_err(|_| OpenError::SealBroken)?;
-    Ok((envelope.header, plaintext))
+        .map_err(|_| OpenError::SealBroken)
 }
 
 #[cfg(test)]

@@ -98,6 +98,9 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> UsbError + '_ {
 }
 
 /// Reads a file of at most `limit` bytes; `Ok(None)` if it is larger.
+/// Enough bytes of a segment file to hold its clear header.
+const SEGMENT_HEADER_MAX: u64 = 512;
+
 fn read_bounded(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     let mut bytes = Vec::new();
     fs::File::open(path)?
@@ -183,22 +186,48 @@ impl Stick<'_> {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(&path)(e)),
         };
-        match manifest::open(self.key, self.network, &bytes) {
-            Ok(m) => Ok(Some(m)),
-            Err(ManifestError::Foreign(network)) => Err(UsbError::ForeignStick {
-                path: self.dir.to_path_buf(),
-                network,
-            }),
-            Err(ManifestError::NotAManifest(why)) => Err(UsbError::NotAStick {
-                path: self.dir.to_path_buf(),
-                reason: format!("{} is not a cardmesh manifest ({why})", manifest::FILE_NAME),
-            }),
-            Err(ManifestError::Damaged(why)) => {
-                tracing::warn!(%why, "stick manifest damaged; it will be rewritten");
-                self.report.manifest_rebuilt = true;
-                Ok(None)
+        let why = match manifest::open(self.key, self.network, &bytes) {
+            Ok(m) => return Ok(Some(m)),
+            Err(ManifestError::Damaged(why)) => why,
+            // Worn flash can garble a manifest past recognition; the segments beside it
+            // still say whose stick this is.
+            Err(e) if self.holds_segments_of_this_network() => format!("{e:?}"),
+            Err(ManifestError::Foreign(network)) => {
+                return Err(UsbError::ForeignStick {
+                    path: self.dir.to_path_buf(),
+                    network,
+                });
             }
-        }
+            Err(ManifestError::NotAManifest(why)) => {
+                return Err(UsbError::NotAStick {
+                    path: self.dir.to_path_buf(),
+                    reason: format!("{} is not a cardmesh manifest ({why})", manifest::FILE_NAME),
+                });
+            }
+        };
+        tracing::warn!(%why, "stick manifest damaged; it will be rewritten");
+        self.report.manifest_rebuilt = true;
+        Ok(None)
+    }
+
+    /// Whether any file under `segments/` has this network's clear header. Reads only:
+    /// it decides whether a stick may be written to at all.
+    fn holds_segments_of_this_network(&self) -> bool {
+        let Ok(origins) = fs::read_dir(self.dir.join("segments")) else {
+            return false;
+        };
+        origins
+            .filter_map(Result::ok)
+            .filter_map(|origin| fs::read_dir(origin.path()).ok())
+            .flatten()
+            .filter_map(Result::ok)
+            .any(|file| {
+                // The clear header is at the front, and peek reads nothing else.
+                let mut head = Vec::new();
+                fs::File::open(file.path())
+                    .and_then(|f| f.take(SEGMENT_HEADER_MAX).read_to_end(&mut head))
+                    .is_ok_and(|_| segment::peek(self.network, &head).is_ok())
+            })
     }
 
     /// Fails early, before the node takes anything in, on a stick it cannot write.

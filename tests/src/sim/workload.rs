@@ -583,13 +583,14 @@ impl Sim {
         self.tally.op("stick visit");
     }
 
-    /// A bit flips in one segment file of a stick (a worn flash cell, a yanked write).
+    /// A bit flips in one file of a stick, a segment or the manifest (a worn flash
+    /// cell, a yanked write).
     fn damage_stick(&mut self) {
         let k = self.rng.random_range(0..self.sticks.len());
         let dir = usb::stick_folder(&self.world.stick(k));
         let mut files = Vec::new();
         collect_files(&dir, &mut files);
-        files.retain(|p| p.extension().is_some_and(|e| e == "cms"));
+        files.retain(|p| p.extension().is_some_and(|e| e == "cms" || e == "cmm"));
         files.sort();
         if files.is_empty() {
             return;
