@@ -546,6 +546,35 @@ impl Seat<'_> {
         Ok(format!("the PIN of card {card} is changed"))
     }
 
+    fn return_card(&self, card: CardAsn) -> Answer<String> {
+        let pos = self.pos()?;
+        let mut sam = software_sam(self.store(), self.key, pos.terminal()).map_err(plain)?;
+        let r = pos
+            .return_card(&mut self.purse(card)?, &mut sam)
+            .map_err(pos_failure)?;
+        Ok(format!(
+            "card {card} returned: pay {} in cash (balance {} + deposit {}); the card is blocked",
+            r.cash, r.balance, r.deposit
+        ))
+    }
+
+    fn replace_card(&self, old: CardAsn, new: CardAsn, pin: &str) -> Answer<String> {
+        let pin = Pin::parse(pin).map_err(plain)?;
+        let pos = self.pos()?;
+        // A card reported lost is not in the customer's hand: its balance comes from
+        // the ledger. Any other is presented, and the chip says what it holds.
+        let lost = self.store().is_blocked(&old).map_err(plain)?;
+        let mut old_purse = if lost { None } else { Some(self.purse(old)?) };
+        let r = pos
+            .replace_card(old, old_purse.as_mut(), &mut self.purse(new)?, &pin)
+            .map_err(pos_failure)?;
+        let from = if lost { "its ledger" } else { "its chip" };
+        Ok(format!(
+            "card {new} replaces {old}: {} moved from {from}; {old} is blocked",
+            r.moved
+        ))
+    }
+
     fn set_price(&self, product: &str, price: Money, from: &str) -> Answer<String> {
         let pos = self.pos()?;
         let session = pos.session().map_err(pos_failure)?;
@@ -990,6 +1019,14 @@ impl Nodes for Cluster {
         self.seat(index)?.change_pin(card, old, new)
     }
 
+    fn return_card(&self, index: usize, card: CardAsn) -> Answer<String> {
+        self.seat(index)?.return_card(card)
+    }
+
+    fn replace_card(&self, index: usize, old: CardAsn, new: CardAsn, pin: &str) -> Answer<String> {
+        self.seat(index)?.replace_card(old, new, pin)
+    }
+
     fn set_price(&self, index: usize, product: &str, price: Money, from: &str) -> Answer<String> {
         self.seat(index)?.set_price(product, price, from)
     }
@@ -1163,6 +1200,14 @@ impl Nodes for Running {
 
     fn change_pin(&self, _: usize, card: CardAsn, old: &str, new: &str) -> Answer<String> {
         self.seat().change_pin(card, old, new)
+    }
+
+    fn return_card(&self, _: usize, card: CardAsn) -> Answer<String> {
+        self.seat().return_card(card)
+    }
+
+    fn replace_card(&self, _: usize, old: CardAsn, new: CardAsn, pin: &str) -> Answer<String> {
+        self.seat().replace_card(old, new, pin)
     }
 
     fn set_price(&self, _: usize, product: &str, price: Money, from: &str) -> Answer<String> {

@@ -74,6 +74,9 @@ pub enum Ask {
     IssueDeposit { holder: String },
     OldPin,
     NewPin { old: String },
+    ConfirmReturn,
+    ReplaceWith,
+    ReplacePin { new: CardAsn },
     Price { product: String },
     PriceFrom { product: String, price: Money },
     BlockCard,
@@ -593,6 +596,27 @@ impl App {
                     );
                 }
             }
+            Ask::ConfirmReturn => match (value.as_str(), card) {
+                ("yes", Some(card)) => {
+                    self.job(
+                        "returning the card",
+                        Box::new(move |n, _| Reply::Done(n.return_card(node, card))),
+                    );
+                }
+                _ => self.state.message = "card return cancelled".into(),
+            },
+            Ask::ReplaceWith => match value.parse::<CardAsn>() {
+                Ok(new) => self.ask("the new card's PIN", true, Ask::ReplacePin { new }),
+                Err(_) => self.state.message = format!("'{value}' is not a card number"),
+            },
+            Ask::ReplacePin { new } => {
+                if let Some(old) = card {
+                    self.job(
+                        "replacing the card",
+                        Box::new(move |n, _| Reply::Done(n.replace_card(node, old, new, &value))),
+                    );
+                }
+            }
             Ask::Price { product } => match value.parse::<Money>() {
                 Ok(price) if price > Money::ZERO => self.ask(
                     "from (now, or a day like 2026-12-01)",
@@ -765,6 +789,14 @@ impl App {
                 "reporting the card lost",
                 Box::new(move |n, _| Reply::Done(n.report_lost(node, card))),
             ),
+            (KeyCode::Char('e'), Some(_)) => self.ask(
+                "return the card: pay out balance and deposit, block it? type yes",
+                false,
+                Ask::ConfirmReturn,
+            ),
+            (KeyCode::Char('w'), Some(_)) => {
+                self.ask("new card number (from the wallet)", false, Ask::ReplaceWith)
+            }
             _ => {}
         }
     }
@@ -1098,6 +1130,36 @@ mod tests {
         assert_eq!(
             app.state().message,
             "issued 1000000000000001 to anonymous, deposit 0.00"
+        );
+    }
+
+    #[test]
+    fn a_card_return_needs_a_yes_and_a_replacement_the_new_card_and_its_pin() {
+        let mut app = app();
+        login(&mut app, "shop1-mgr", "2222");
+        press(&mut app, KeyCode::Char('4'));
+        press(&mut app, KeyCode::Char('e'));
+        typed(&mut app, "y");
+        assert_eq!(app.state().message, "card return cancelled");
+        press(&mut app, KeyCode::Char('e'));
+        typed(&mut app, "yes");
+        assert_eq!(app.state().message, "1000000000000001 returned");
+
+        press(&mut app, KeyCode::Char('w'));
+        typed(&mut app, "card nine");
+        assert_eq!(app.state().message, "'card nine' is not a card number");
+        assert_eq!(app.state().prompt, None);
+        press(&mut app, KeyCode::Char('w'));
+        typed(&mut app, "1000000000000009");
+        assert_eq!(app.state().prompt.as_ref().map(|p| p.secret), Some(true));
+        typed(&mut app, "654321");
+        assert_eq!(app.state().message, "wrong card PIN");
+        press(&mut app, KeyCode::Char('w'));
+        typed(&mut app, "1000000000000009");
+        typed(&mut app, "123456");
+        assert_eq!(
+            app.state().message,
+            "1000000000000009 replaces 1000000000000001"
         );
     }
 

@@ -337,6 +337,15 @@ impl Nodes for Fake {
     fn change_pin(&self, _: usize, _: CardAsn, _: &str, _: &str) -> Answer<String> {
         Ok("PIN changed".into())
     }
+    fn return_card(&self, _: usize, card: CardAsn) -> Answer<String> {
+        Ok(format!("{card} returned"))
+    }
+    fn replace_card(&self, _: usize, old: CardAsn, new: CardAsn, pin: &str) -> Answer<String> {
+        match pin {
+            "123456" => Ok(format!("{new} replaces {old}")),
+            _ => Err(Failure::Plain("wrong card PIN".into())),
+        }
+    }
     fn set_price(&self, _: usize, product: &str, price: Money, from: &str) -> Answer<String> {
         Ok(format!("{product} costs {price} from {from}"))
     }

@@ -239,6 +239,12 @@ pub trait Nodes: Send {
     fn report_lost(&self, index: usize, card: CardAsn) -> Answer<String>;
     fn unblock(&self, index: usize, card: CardAsn) -> Answer<String>;
     fn change_pin(&self, index: usize, card: CardAsn, old: &str, new: &str) -> Answer<String>;
+    /// The customer hands the card back: its balance and deposit are paid in cash, the
+    /// chip is emptied and the card blocked.
+    fn return_card(&self, index: usize, card: CardAsn) -> Answer<String>;
+    /// A new card (`new`, from the wallet) takes over `old`'s balance, read from the
+    /// chip or, for a card reported lost, from the ledger; `old` is blocked.
+    fn replace_card(&self, index: usize, old: CardAsn, new: CardAsn, pin: &str) -> Answer<String>;
     /// Schedules `price` for `product` from `from` ("now" or a day, 2026-12-01).
     fn set_price(&self, index: usize, product: &str, price: Money, from: &str) -> Answer<String>;
     /// Runs one sync round with every peer it can reach; says what moved.

@@ -395,10 +395,10 @@ fn cards(frame: &mut Frame, area: Rect, s: &State) {
     frame.render_widget(
         Table::new(rows, [Constraint::Length(17), Constraint::Min(10)])
             .header(Row::new(vec!["card", "holder"]).bold())
-            .block(bordered("wallet  ↑↓ choose")),
+            .block(bordered("wallet  ↑↓ choose · Enter present")),
         left,
     );
-    let keys = "Enter present · l load · i issue · ! lost · p PIN";
+    let keys = "l load · i issue · ! lost · p PIN · e return · w swap";
     let Some(d) = &s.details else {
         frame.render_widget(
             Paragraph::new("present the card (Enter) to read it").block(bordered(keys)),
@@ -611,6 +611,7 @@ fn help(frame: &mut Frame, area: Rect, tab: Tab) {
             "↑↓      choose a card        Enter  present it (balance, history)",
             "l       load money           !      report lost",
             "p       change the PIN       i      issue a blank card (name, deposit)",
+            "e       return the card      w      swap it for a new card (replace)",
         ],
         Tab::Prices => &[
             "↑↓      choose a product     e      new price, now or from a day",

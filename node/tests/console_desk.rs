@@ -1,0 +1,55 @@
+//! The console's card desk on the demo network, through the same `Nodes` calls the
+//! Cards screen makes: a card reported lost is replaced from its ledger, and a card is
+//! handed back for its balance and deposit in cash.
+
+use cardmesh_drivers::card::VirtualCard;
+use cardmesh_model::{CardAsn, Money};
+use cardmesh_node::demo;
+use cardmesh_node::store::SystemClock;
+use cardmesh_tui::nodes::Nodes;
+use std::sync::Arc;
+
+fn asn(n: u8) -> CardAsn {
+    CardAsn([0x10, 0, 0, 0, 0, 0, 0, n])
+}
+
+#[test]
+fn the_console_replaces_a_lost_card_and_takes_a_card_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("demo");
+    let cluster = demo::create(&root, Arc::new(SystemClock)).unwrap();
+    let chip = |n: u8| VirtualCard::open(&root.join("wallet").join(format!("{}.card", asn(n))));
+    let hq = 0;
+    cluster.login(hq, "hq-admin", "9999").unwrap();
+
+    // Card 3 was reported lost at shop-1: its balance is what the ledger says.
+    let lost = cluster.card(hq, asn(3), false).unwrap();
+    assert!(lost.blocked);
+    let on_lost_chip = Money::from_fen(chip(3).unwrap().balance().into());
+    let said = cluster.replace_card(hq, asn(3), asn(7), "123456").unwrap();
+    assert!(said.contains("from its ledger"), "{said}");
+    assert!(said.contains(&on_lost_chip.to_string()), "{said}");
+    assert_eq!(
+        Money::from_fen(chip(7).unwrap().balance().into()),
+        on_lost_chip
+    );
+    let new = cluster.card(hq, asn(7), true).unwrap();
+    assert!(!new.blocked);
+    assert_eq!(new.balance, Some(on_lost_chip));
+
+    assert!(
+        cluster.replace_card(hq, asn(2), asn(7), "123456").is_err(),
+        "a card already issued cannot be the new card"
+    );
+
+    let balance = Money::from_fen(chip(2).unwrap().balance().into());
+    let said = cluster.return_card(hq, asn(2)).unwrap();
+    assert!(said.contains(&format!("balance {balance}")), "{said}");
+    assert_eq!(chip(2).unwrap().balance(), 0);
+    let returned = cluster.card(hq, asn(2), false).unwrap();
+    assert!(returned.status.contains("returned"), "{}", returned.status);
+    assert!(
+        cluster.card(hq, asn(2), true).is_err(),
+        "its chip is blocked: the reader refuses it"
+    );
+}
