@@ -64,6 +64,8 @@ pub struct DemoDevices {
     /// The login screen's line: the demo operators and their PINs.
     pub hint: String,
     pub dial_up: Option<DialUp>,
+    /// A fuel station with a simulated pump and a customer, on node `.0`.
+    pub forecourt: Option<(usize, crate::forecourt::Forecourt)>,
 }
 
 /// Two demo nodes joined by the simulated phone exchange: each has a modem on its own
@@ -950,7 +952,13 @@ impl Nodes for Cluster {
     }
 
     fn dashboard(&self, index: usize) -> Answer<Dashboard> {
-        self.seat(index)?.dashboard(self.link_rows(index)?)
+        let mut d = self.seat(index)?.dashboard(self.link_rows(index)?)?;
+        if let Some((at, forecourt)) = self.devices.as_ref().and_then(|d| d.forecourt.as_ref())
+            && *at == index
+        {
+            d.pumps = pump_lines(forecourt.station());
+        }
+        Ok(d)
     }
 
     fn login(&self, index: usize, operator: &str, pin: &str) -> Answer<Operator> {
@@ -1136,7 +1144,7 @@ impl Nodes for Running {
     fn dashboard(&self, _: usize) -> Answer<Dashboard> {
         let mut d = self.seat().dashboard(self.links())?;
         if let Some(station) = self.station() {
-            d.pumps = station.snapshot().iter().map(|p| p.to_string()).collect();
+            d.pumps = pump_lines(station);
         }
         Ok(d)
     }
@@ -1254,6 +1262,11 @@ impl Nodes for Running {
     fn export_csv(&self, _: usize, period: Period, path: &str) -> Answer<String> {
         self.seat().export_csv(period, path)
     }
+}
+
+/// The dashboard's line for each fuelling point of `station`.
+fn pump_lines(station: &crate::station::Station) -> Vec<String> {
+    station.snapshot().iter().map(|p| p.to_string()).collect()
 }
 
 #[cfg(test)]

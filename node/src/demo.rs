@@ -172,7 +172,7 @@ pub fn create(root: &Path, clock: Arc<dyn Clock>) -> Result<Cluster, DemoError> 
         .collect::<Vec<_>>()
         .join(", ");
     // The station reaches HQ over dial-up too, through the simulated phone exchange.
-    let dial_up = DialUp::install(root, 3, 0)
+    let dial_up = DialUp::install(root, STATION, 0)
         .map_err(|e| DemoError::Seed(format!("the dial-up line (socat and modems): {e}")))?;
     cluster.devices = Some(DemoDevices {
         cards,
@@ -180,8 +180,45 @@ pub fn create(root: &Path, clock: Arc<dyn Clock>) -> Result<Cluster, DemoError> 
         network_key: identity::load_network_key(&hq_dir)?,
         hint: format!("demo operators: {hint}. Every demo card's PIN is {CARD_PIN}."),
         dial_up: Some(dial_up),
+        forecourt: Some((STATION, forecourt(root, &cluster, clock)?)),
     });
     Ok(cluster)
+}
+
+/// Station-1's node index.
+const STATION: usize = 3;
+
+/// Station-1's pump, with its cashier logged in at the pump's terminal and the fleet
+/// card moved from the wallet to the customer's pocket.
+fn forecourt(
+    root: &Path,
+    cluster: &Cluster,
+    clock: Arc<dyn Clock>,
+) -> Result<crate::forecourt::Forecourt, DemoError> {
+    let dir = root.join("forecourt");
+    fs::create_dir_all(&dir)?;
+    let card = dir.join("fleet.card");
+    fs::rename(
+        root.join("wallet").join(format!("{FLEET_CARD}.card")),
+        &card,
+    )?;
+    let node = &cluster.nodes()[STATION];
+    let terminal: TerminalId = PUMP_TERMINAL.parse().expect("12 digits");
+    let pos = Pos::open(node.store(), cluster.key(STATION), terminal, clock.clone())?;
+    let (id, _, _, _, pin) = OPERATORS
+        .iter()
+        .find(|o| o.0 == "fuel-cash")
+        .expect("the station's cashier");
+    pos.login(&id.parse().expect("valid operator id"), pin)?;
+    crate::forecourt::Forecourt::start(
+        &dir,
+        node.store(),
+        cluster.key(STATION),
+        clock,
+        terminal,
+        card,
+    )
+    .map_err(|e| DemoError::Seed(format!("the forecourt: {e}")))
 }
 
 /// A clock fixed at one instant: the seeded history's "now".
@@ -192,6 +229,12 @@ impl Clock for At {
         self.0
     }
 }
+
+/// The forecourt customer's card: issued and loaded like the others, then taken out of
+/// the wallet (the customer keeps it at the pump).
+const FLEET_CARD: CardAsn = CardAsn([0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08]);
+/// Station-1's fuelling point, a terminal of its own beside the console's.
+const PUMP_TERMINAL: &str = "000000000203";
 
 /// A personalized chip the registry does not know yet: the card desk issues it.
 const BLANK_CARD: CardAsn = CardAsn([0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07]);
@@ -252,7 +295,7 @@ fn history(cluster: &Cluster, cards: &CardSource, now: i64) -> Result<(), DemoEr
         Ok(pos)
     };
     let hq = till(0, "hq-admin", at(3, 9))?;
-    for (n, yuan) in [(0, 500), (1, 200), (2, 100), (3, 300), (4, 100)] {
+    for (n, yuan) in [(0, 500), (1, 200), (2, 100), (3, 300), (4, 100), (6, 2000)] {
         hq.load(&mut purse(card(n))?, Money::from_fen(yuan * 100), &pin)?;
     }
     hq.logout()?;
@@ -305,6 +348,7 @@ fn demo_cards() -> Vec<(CardAsn, Option<&'static str>, &'static str)> {
         (asn(4), Some("Liu Yang"), "gold"),
         (asn(5), None, "standard"),
         (asn(6), None, "standard"),
+        (FLEET_CARD, Some("Chen Jie (fleet)"), "standard"),
     ]
 }
 
@@ -325,6 +369,8 @@ fn seed_hq(hq: &Node, now_ms: i64) -> Result<(), DemoError> {
                 let t: TerminalId = format!("{:012}", 100 + n).parse().expect("12 digits");
                 network::set_terminal(d, &t, &site(name))?;
             }
+            let pump: TerminalId = PUMP_TERMINAL.parse().expect("12 digits");
+            network::set_terminal(d, &pump, &site("station-1"))?;
             for (id, name, role, site_name, pin) in OPERATORS {
                 let id = id.parse().expect("valid operator id");
                 let info = OperatorInfo {

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod forecourt;
 pub mod handle;
 pub mod hq;
 pub mod identity;

@@ -53,3 +53,33 @@ fn the_console_replaces_a_lost_card_and_takes_a_card_back() {
         "its chip is blocked: the reader refuses it"
     );
 }
+
+#[test]
+fn the_demo_station_serves_its_customer_at_the_pump() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("demo");
+    let cluster = demo::create(&root, Arc::new(SystemClock)).unwrap();
+    let fleet = root.join("forecourt").join("fleet.card");
+    let before = VirtualCard::open(&fleet).unwrap().balance();
+    let station = 3;
+    cluster.login(station, "fuel-cash", "1111").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let receipts = root.join("forecourt").join("receipts.txt");
+    while !receipts.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no fill within 90 s; the pump: {:?}",
+            cluster.dashboard(station).map(|d| d.pumps)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let pumps = cluster.dashboard(station).unwrap().pumps;
+    assert_eq!(pumps.len(), 1, "{pumps:?}");
+    assert!(pumps[0].contains("000000000203"), "{pumps:?}");
+    drop(cluster);
+    let after = VirtualCard::open(&fleet).unwrap().balance();
+    assert!(after < before, "the fill was debited: {before} -> {after}");
+    let printed = std::fs::read_to_string(&receipts).unwrap();
+    let paid = Money::from_fen((before - after).into()).to_string();
+    assert!(printed.contains(&paid), "{paid} not on\n{printed}");
+}
