@@ -324,6 +324,18 @@ impl Seat<'_> {
         })
     }
 
+    fn login_card(&self, card: CardAsn, pin: &str) -> Answer<Operator> {
+        let pin = Pin::parse(pin).map_err(plain)?;
+        let session = self
+            .pos()?
+            .login_card(&mut self.purse(card)?, &pin)
+            .map_err(pos_failure)?;
+        Ok(Operator {
+            id: session.operator.to_string(),
+            role: session.role.to_string(),
+        })
+    }
+
     fn wallet(&self) -> Answer<Vec<WalletCard>> {
         match self.cards {
             CardSource::Wallet(dir) => {
@@ -965,6 +977,10 @@ impl Nodes for Cluster {
         self.seat(index)?.login(operator, pin)
     }
 
+    fn login_card(&self, index: usize, card: CardAsn, pin: &str) -> Answer<Operator> {
+        self.seat(index)?.login_card(card, pin)
+    }
+
     fn logout(&self, index: usize) -> Answer<()> {
         self.seat(index)?.pos()?.logout().map_err(pos_failure)
     }
@@ -1151,6 +1167,10 @@ impl Nodes for Running {
 
     fn login(&self, _: usize, operator: &str, pin: &str) -> Answer<Operator> {
         self.seat().login(operator, pin)
+    }
+
+    fn login_card(&self, _: usize, card: CardAsn, pin: &str) -> Answer<Operator> {
+        self.seat().login_card(card, pin)
     }
 
     fn logout(&self, _: usize) -> Answer<()> {

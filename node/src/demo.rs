@@ -178,7 +178,10 @@ pub fn create(root: &Path, clock: Arc<dyn Clock>) -> Result<Cluster, DemoError> 
         cards,
         stick: root.join("usb-stick"),
         network_key: identity::load_network_key(&hq_dir)?,
-        hint: format!("demo operators: {hint}. Every demo card's PIN is {CARD_PIN}."),
+        hint: format!(
+            "demo operators: {hint}. Card {OPERATOR_CARD} is shop1-mgr's operator card. \
+             Every demo card's PIN is {CARD_PIN}."
+        ),
         dial_up: Some(dial_up),
         forecourt: Some((STATION, forecourt(root, &cluster, clock)?)),
     });
@@ -236,6 +239,9 @@ const FLEET_CARD: CardAsn = CardAsn([0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0
 /// Station-1's fuelling point, a terminal of its own beside the console's.
 const PUMP_TERMINAL: &str = "000000000203";
 
+/// Shop-1's manager's operator card (login with `c` on the login screen).
+const OPERATOR_CARD: CardAsn = CardAsn([0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09]);
+
 /// A personalized chip the registry does not know yet: the card desk issues it.
 const BLANK_CARD: CardAsn = CardAsn([0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07]);
 
@@ -245,7 +251,8 @@ fn fill_wallet(dir: &Path, masters: &MasterKeys) -> Result<(), DemoError> {
     fs::create_dir_all(dir)?;
     let pin = Pin::parse(CARD_PIN).map_err(|e| DemoError::Wallet(e.to_string()))?;
     let blank = (BLANK_CARD, None, "standard");
-    for (asn, _, class) in demo_cards().into_iter().chain([blank]) {
+    let operator = (OPERATOR_CARD, None, "standard");
+    for (asn, _, class) in demo_cards().into_iter().chain([blank, operator]) {
         let chip = Asn(asn.0);
         let p = Personalization {
             asn: chip,
@@ -381,6 +388,11 @@ fn seed_hq(hq: &Node, now_ms: i64) -> Result<(), DemoError> {
                 network::set_operator(d, &id, &info)?;
                 network::set_operator_pin(d, &id, &pin_verifier(&id, pin))?;
             }
+            network::set_operator_card(
+                d,
+                &"shop1-mgr".parse().expect("valid operator id"),
+                &OPERATOR_CARD,
+            )?;
             network::set_limits(d, &Limits::default())
         })?
         .ok_or_else(|| DemoError::Seed("network registry unchanged".into()))?;

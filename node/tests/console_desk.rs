@@ -83,3 +83,16 @@ fn the_demo_station_serves_its_customer_at_the_pump() {
     let paid = Money::from_fen((before - after).into()).to_string();
     assert!(printed.contains(&paid), "{paid} not on\n{printed}");
 }
+
+#[test]
+fn the_demo_managers_operator_card_logs_in_and_a_customer_card_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = demo::create(&tmp.path().join("demo"), Arc::new(SystemClock)).unwrap();
+    let shop = 1;
+    let err = cluster.login_card(shop, asn(1), "123456").unwrap_err();
+    assert!(err.to_string().contains("not an operator card"), "{err}");
+    let err = cluster.login_card(shop, asn(9), "000000").unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("pin"), "{err}");
+    let op = cluster.login_card(shop, asn(9), "123456").unwrap();
+    assert_eq!((op.id.as_str(), op.role.as_str()), ("shop1-mgr", "manager"));
+}

@@ -67,6 +67,8 @@ pub fn screens_for(role: Option<&str>) -> Vec<Tab> {
 pub enum Ask {
     OperatorId,
     OperatorPin { operator: String },
+    OperatorCard,
+    OperatorCardPin { card: CardAsn },
     SalePin,
     LoadAmount,
     LoadPin { amount: Money },
@@ -552,6 +554,20 @@ impl App {
                 "logging in",
                 Box::new(move |n, _| Reply::LoggedIn(node, n.login(node, &operator, &value))),
             ),
+            Ask::OperatorCard => match value.parse::<CardAsn>() {
+                Ok(card) => self.ask(
+                    &format!("card PIN of operator card {card}"),
+                    true,
+                    Ask::OperatorCardPin { card },
+                ),
+                Err(_) => {
+                    self.state.message = format!("'{value}' is not a card number (16 digits)")
+                }
+            },
+            Ask::OperatorCardPin { card } => self.job(
+                "logging in by operator card",
+                Box::new(move |n, _| Reply::LoggedIn(node, n.login_card(node, card, &value))),
+            ),
             Ask::SalePin => self.sell(Some(value)),
             Ask::LoadAmount => match value.parse::<Money>() {
                 Ok(amount) if amount > Money::ZERO => {
@@ -658,6 +674,11 @@ impl App {
     fn login_key(&mut self, code: KeyCode) {
         match code {
             KeyCode::Enter => self.ask("operator id", false, Ask::OperatorId),
+            KeyCode::Char('c') => self.ask(
+                "operator card number (present it)",
+                false,
+                Ask::OperatorCard,
+            ),
             KeyCode::Char('o') if self.state.operator().is_some() => {
                 let node = self.state.node;
                 self.job(
@@ -1160,6 +1181,25 @@ mod tests {
         assert_eq!(
             app.state().message,
             "1000000000000009 replaces 1000000000000001"
+        );
+    }
+
+    #[test]
+    fn an_operator_card_and_its_pin_log_in() {
+        let mut app = app();
+        press(&mut app, KeyCode::Char('1'));
+        press(&mut app, KeyCode::Char('c'));
+        typed(&mut app, "1000000000000001");
+        typed(&mut app, "123456");
+        assert_eq!(app.state().message, "this card is not an operator card");
+        assert_eq!(app.state().operator(), None);
+        press(&mut app, KeyCode::Char('c'));
+        typed(&mut app, "1000000000000009");
+        assert_eq!(app.state().prompt.as_ref().map(|p| p.secret), Some(true));
+        typed(&mut app, "123456");
+        assert_eq!(
+            app.state().operator().map(|o| o.role.as_str()),
+            Some("manager")
         );
     }
 

@@ -269,6 +269,18 @@ impl Nodes for Fake {
             role: role.into(),
         })
     }
+    fn login_card(&self, _: usize, card: CardAsn, pin: &str) -> Answer<Operator> {
+        if card.to_string() != "1000000000000009" {
+            return Err(Failure::Plain("this card is not an operator card".into()));
+        }
+        if pin != "123456" {
+            return Err(Failure::Plain("wrong card PIN".into()));
+        }
+        Ok(Operator {
+            id: "shop1-mgr".into(),
+            role: "manager".into(),
+        })
+    }
     fn logout(&self, _: usize) -> Answer<()> {
         Ok(())
     }

@@ -212,6 +212,8 @@ pub trait Nodes: Send {
     fn summary(&self, index: usize) -> Answer<NodeSummary>;
     fn dashboard(&self, index: usize) -> Answer<Dashboard>;
     fn login(&self, index: usize, operator: &str, pin: &str) -> Answer<Operator>;
+    /// Logs in the operator whose operator card `card` is presented, with its card PIN.
+    fn login_card(&self, index: usize, card: CardAsn, pin: &str) -> Answer<Operator>;
     fn logout(&self, index: usize) -> Answer<()>;
     /// The cards that can be presented to this node's reader.
     fn wallet(&self, index: usize) -> Answer<Vec<WalletCard>>;

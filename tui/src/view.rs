@@ -102,6 +102,7 @@ fn login(frame: &mut Frame, area: Rect, s: &State) {
         Line::from(who).bold(),
         Line::from(""),
         Line::from("Enter  log in with operator id and PIN"),
+        Line::from("c      log in with an operator card and its PIN"),
         Line::from("o      log out"),
         Line::from("n, N   next / previous node"),
         Line::from(""),
@@ -600,7 +601,11 @@ fn short_label(label: &str) -> String {
 
 fn help(frame: &mut Frame, area: Rect, tab: Tab) {
     let screen: &[&str] = match tab {
-        Tab::Login => &["Enter   log in (operator id, then PIN)", "o       log out"],
+        Tab::Login => &[
+            "Enter   log in (operator id, then PIN)",
+            "c       log in with an operator card (card number, then its PIN)",
+            "o       log out",
+        ],
         Tab::Dashboard => &["today's sales by hour and terminal, locks, alarms, links"],
         Tab::Sell => &[
             "↑↓      choose a product     + -  quantity in the basket",
