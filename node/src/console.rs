@@ -18,11 +18,11 @@ use crate::sam::software_sam;
 use crate::store::{Store, StoreError};
 use crate::usb;
 use cardmesh_drivers::card::VirtualCard;
-use cardmesh_drivers::epurse::EPurse;
+use cardmesh_drivers::epurse::{EPurse, EpurseError};
 use cardmesh_drivers::modem::pty::SocatPair;
 use cardmesh_drivers::modem::sim::{Exchange, LineConfig};
 use cardmesh_drivers::reader::pcsc::PcscReader;
-use cardmesh_drivers::reader::{CardReader, MemoryReader};
+use cardmesh_drivers::reader::{CardReader, MemoryReader, ReaderError};
 use cardmesh_drivers::types::Pin;
 use cardmesh_model::body::{Body, CardTxn, Holder, TxnKind};
 use cardmesh_model::docs::DocName;
@@ -41,6 +41,7 @@ use cardmesh_tui::{
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 const DAY_MS: i64 = 86_400_000;
 /// What one USB sync from the console may write to the stick.
@@ -300,7 +301,10 @@ impl Seat<'_> {
                     .map_err(|e| plain(format!("card {asn} is not in the wallet: {e}")))?;
                 Box::new(MemoryReader::new(chip))
             }
-            CardSource::Reader(name) => Box::new(PcscReader::open(name).map_err(plain)?),
+            CardSource::Reader(name) => Box::new(
+                on_reader(name, CARD_WAIT)?
+                    .ok_or_else(|| plain("no card on the reader: put the customer's card on it"))?,
+            ),
         };
         Ok(EPurse::new(reader))
     }
@@ -357,7 +361,22 @@ impl Seat<'_> {
                 cards.sort_by_key(|c| c.asn);
                 Ok(cards)
             }
-            CardSource::Reader(_) => Ok(Vec::new()),
+            // The card on the reader now, if any: the one the cashier serves.
+            CardSource::Reader(name) => {
+                let Some(reader) = on_reader(name, Duration::ZERO)? else {
+                    return Ok(Vec::new());
+                };
+                let mut purse = EPurse::new(reader);
+                let asn = match purse.select() {
+                    Ok(info) => CardAsn(info.asn.0),
+                    Err(EpurseError::ApplicationBlocked { asn: Some(a) }) => CardAsn(a.0),
+                    Err(_) => return Ok(Vec::new()),
+                };
+                Ok(vec![WalletCard {
+                    asn,
+                    label: format!("{}, on the reader", self.label(asn)?),
+                }])
+            }
         }
     }
 
@@ -1281,6 +1300,20 @@ impl Nodes for Running {
 
     fn export_csv(&self, _: usize, period: Period, path: &str) -> Answer<String> {
         self.seat().export_csv(period, path)
+    }
+}
+
+/// How long a card operation waits for the card to be put on the reader.
+const CARD_WAIT: Duration = Duration::from_secs(3);
+
+/// The PC/SC reader `name`, connected to the card on it; `None` if no card comes
+/// within `wait`.
+fn on_reader(name: &str, wait: Duration) -> Answer<Option<PcscReader>> {
+    let mut reader = PcscReader::open(name).map_err(plain)?;
+    match reader.wait_for_card(wait) {
+        Ok(()) => Ok(Some(reader)),
+        Err(ReaderError::Timeout) => Ok(None),
+        Err(e) => Err(plain(e)),
     }
 }
 

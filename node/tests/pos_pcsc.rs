@@ -118,3 +118,42 @@ fn purchase_load_grey_lock_and_lost_card_through_pcscd() {
     inserted.remove();
     psam.remove();
 }
+
+/// `cardmesh run`'s console sells to whatever card is on the node's PC/SC reader: the
+/// Cards and Sell screens list that card while it is there, and nothing once it is gone.
+#[test]
+fn the_console_of_a_running_node_serves_the_card_on_its_reader() {
+    use cardmesh_node::config::NodeConfig;
+    use cardmesh_node::handle::Running;
+    use cardmesh_tui::nodes::Nodes;
+    let Some(_slots) = VpcdSlots::for_test() else {
+        return;
+    };
+    let net = Net::create();
+    let store = net.desk();
+    let chip = net.chip(&store, 31, true, [0x20, 0x31, 0x12, 0x31]);
+    drop(store);
+    let config = NodeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..NodeConfig::default()
+    };
+    let running = Running::start(&net.desk_dir, config, clock()).unwrap();
+    running.login(0, "admin-1", "5555").unwrap();
+    let within = |what: &str, done: &dyn Fn(usize) -> bool| {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !done(running.wallet(0).unwrap().len()) {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    within("the reader was never empty", &|n| n == 0);
+    let inserted = VpcdBridge::insert(chip, CARD_SLOT).unwrap();
+    within("the card on the reader was never listed", &|n| n == 1);
+    let listed = running.wallet(0).unwrap().remove(0);
+    assert_eq!(listed.asn, CardAsn(card(31).0));
+    assert!(listed.label.contains("on the reader"), "{}", listed.label);
+    let details = running.card(0, listed.asn, true).unwrap();
+    assert_eq!(details.balance, Some(cardmesh_model::Money::ZERO));
+    drop(inserted.remove());
+    within("the card taken away was still listed", &|n| n == 0);
+}
