@@ -23,6 +23,21 @@ fn read_n(m: &mut Modem, n: usize) -> Vec<u8> {
     got
 }
 
+/// The shop's modem dials HQ's (5552000), which answers by itself; the two line
+/// rates each side was told.
+fn call(shop: &SocatPair, hq: &SocatPair) -> (Modem, Modem, (u32, u32)) {
+    let mut answer = Modem::open(hq.a()).unwrap();
+    answer.auto_answer().unwrap();
+    let answering = std::thread::spawn(move || {
+        let rate = answer.wait_for_call(Duration::from_secs(10)).unwrap();
+        (answer, rate)
+    });
+    let mut dial = Modem::open(shop.a()).unwrap();
+    let rate = dial.dial("5552000", Duration::from_secs(10)).unwrap();
+    let (answer, answered) = answering.join().unwrap();
+    (dial, answer, (rate, answered))
+}
+
 #[test]
 fn dial_answer_carry_data_and_hang_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,19 +49,8 @@ fn dial_answer_carry_data_and_hang_up() {
     exchange.install("5551000", shop.b()).unwrap();
     exchange.install("5552000", hq.b()).unwrap();
 
-    let mut answer = Modem::open(hq.a()).unwrap();
-    answer.auto_answer().unwrap();
-    let answering = std::thread::spawn(move || {
-        let rate = answer.wait_for_call(Duration::from_secs(10)).unwrap();
-        (answer, rate)
-    });
-    let mut dial = Modem::open(shop.a()).unwrap();
-    assert_eq!(
-        dial.dial("5552000", Duration::from_secs(10)).unwrap(),
-        33_600
-    );
-    let (mut answer, rate) = answering.join().unwrap();
-    assert_eq!(rate, 33_600);
+    let (mut dial, mut answer, rates) = call(&shop, &hq);
+    assert_eq!(rates, (33_600, 33_600));
 
     // 3,360 bytes take about a second at 33.6 kbit/s.
     let data: Vec<u8> = (0..3360u32).map(|i| (i % 251) as u8).collect();
@@ -83,15 +87,7 @@ fn a_hang_up_while_the_modem_still_sends_data_escapes_on_a_later_try() {
     let mut exchange = Exchange::new(LineConfig::V34);
     exchange.install("5551000", shop.b()).unwrap();
     exchange.install("5552000", hq.b()).unwrap();
-    let mut answer = Modem::open(hq.a()).unwrap();
-    answer.auto_answer().unwrap();
-    let answering = std::thread::spawn(move || {
-        answer.wait_for_call(Duration::from_secs(10)).unwrap();
-        answer
-    });
-    let mut dial = Modem::open(shop.a()).unwrap();
-    dial.dial("5552000", Duration::from_secs(10)).unwrap();
-    let mut answer = answering.join().unwrap();
+    let (mut dial, mut answer, _) = call(&shop, &hq);
 
     // About a second of data still queued for the line when the host escapes: the
     // modem reads `+++` right behind it, with no guard time before, so it is data.

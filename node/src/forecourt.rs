@@ -45,40 +45,34 @@ pub enum ForecourtError {
 #[derive(Clone)]
 struct Slot(Arc<Mutex<MemoryReader<VirtualCard>>>);
 
-impl Slot {
-    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryReader<VirtualCard>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 impl CardReader for Slot {
     fn transmit(&mut self, c_apdu: &[u8]) -> Result<Vec<u8>, ReaderError> {
         self.lock().transmit(c_apdu)
     }
     fn wait_for_card(&mut self, t: Duration) -> Result<(), ReaderError> {
-        // Not while holding the slot: the customer must be able to put the card in.
-        let deadline = Instant::now() + t;
-        loop {
-            if self.lock().chip().is_some() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return self.lock().wait_for_card(Duration::ZERO);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait(t, true)
     }
     fn wait_for_removal(&mut self, t: Duration) -> Result<(), ReaderError> {
+        self.wait(t, false)
+    }
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryReader<VirtualCard>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits up to `t` for a card in the slot (`present`) or none, without holding the
+    /// slot meanwhile: the customer must be able to put the card in or take it out.
+    fn wait(&self, t: Duration, present: bool) -> Result<(), ReaderError> {
         let deadline = Instant::now() + t;
-        loop {
-            if self.lock().chip().is_none() {
-                return Ok(());
-            }
+        while self.lock().chip().is_some() != present {
             if Instant::now() >= deadline {
-                return self.lock().wait_for_removal(Duration::ZERO);
+                return Err(ReaderError::Timeout);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 }
 
@@ -233,14 +227,15 @@ impl Visit {
         self.slot.lock().insert(chip);
         let nozzle = NOZZLES[(turn % 2) as usize].0;
         self.pump.lift(nozzle).map_err(|e| e.to_string())?;
-        let authorized = self.until(20, || self.pump.status().state == PointState::Authorized);
+        // Patient: on a busy machine the station may take a while.
+        let authorized = self.until(60, || self.pump.status().state == PointState::Authorized);
         if authorized {
             self.pump.start_flow(400 + 50 * (turn % 5) as i64);
             self.pause(spread(FILLING, turn));
         }
         self.pump.hang_up().map_err(|e| e.to_string())?;
-        let finished = authorized && self.until(30, || self.fills() > fills);
-        if finished && let Ok(r) = self.printer.next_receipt(Duration::from_secs(10)) {
+        let finished = authorized && self.until(120, || self.fills() > fills);
+        if finished && let Ok(r) = self.printer.next_receipt(Duration::from_secs(30)) {
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
