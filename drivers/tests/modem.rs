@@ -23,6 +23,19 @@ fn read_n(m: &mut Modem, n: usize) -> Vec<u8> {
     got
 }
 
+/// The exchange at 33.6 kbit/s with the shop's modem (5551000) and HQ's (5552000),
+/// each on a pty pair whose `a` end is its host's.
+fn lines(dir: &std::path::Path) -> (Exchange, SocatPair, SocatPair) {
+    let (shop, hq) = (
+        SocatPair::start(dir, "shop").unwrap(),
+        SocatPair::start(dir, "hq").unwrap(),
+    );
+    let mut exchange = Exchange::new(LineConfig::V34);
+    exchange.install("5551000", shop.b()).unwrap();
+    exchange.install("5552000", hq.b()).unwrap();
+    (exchange, shop, hq)
+}
+
 /// The shop's modem dials HQ's (5552000), which answers by itself; the two line
 /// rates each side was told.
 fn call(shop: &SocatPair, hq: &SocatPair) -> (Modem, Modem, (u32, u32)) {
@@ -41,14 +54,7 @@ fn call(shop: &SocatPair, hq: &SocatPair) -> (Modem, Modem, (u32, u32)) {
 #[test]
 fn dial_answer_carry_data_and_hang_up() {
     let dir = tempfile::tempdir().unwrap();
-    let (shop, hq) = (
-        SocatPair::start(dir.path(), "shop").unwrap(),
-        SocatPair::start(dir.path(), "hq").unwrap(),
-    );
-    let mut exchange = Exchange::new(LineConfig::V34);
-    exchange.install("5551000", shop.b()).unwrap();
-    exchange.install("5552000", hq.b()).unwrap();
-
+    let (mut exchange, shop, hq) = lines(dir.path());
     let (mut dial, mut answer, rates) = call(&shop, &hq);
     assert_eq!(rates, (33_600, 33_600));
 
@@ -80,13 +86,7 @@ fn dial_answer_carry_data_and_hang_up() {
 #[test]
 fn a_hang_up_while_the_modem_still_sends_data_escapes_on_a_later_try() {
     let dir = tempfile::tempdir().unwrap();
-    let (shop, hq) = (
-        SocatPair::start(dir.path(), "shop").unwrap(),
-        SocatPair::start(dir.path(), "hq").unwrap(),
-    );
-    let mut exchange = Exchange::new(LineConfig::V34);
-    exchange.install("5551000", shop.b()).unwrap();
-    exchange.install("5552000", hq.b()).unwrap();
+    let (exchange, shop, hq) = lines(dir.path());
     let (mut dial, mut answer, _) = call(&shop, &hq);
 
     // About a second of data still queued for the line when the host escapes: the
