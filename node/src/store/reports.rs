@@ -171,11 +171,7 @@ impl<'t> ReportTables<'t> {
             Ok(rows) => rows,
             Err(err) => return Ok(Err(format!("report totals: {err}"))),
         };
-        let all = rows
-            .iter()
-            .find(|(k, _)| k.dim == Dim::Site)
-            .map(|(_, t)| t.clone());
-        if let Err(why) = self.add_rows(&rows, all.as_ref())? {
+        if let Err(why) = self.add_rows(&rows)? {
             return Ok(Err(why));
         }
         let about = e.body.card_txn().map_or(site, |t| &t.site);
@@ -195,13 +191,10 @@ impl<'t> ReportTables<'t> {
         Ok(Ok(()))
     }
 
-    /// Adds `rows`, and `all` to the network totals. Everything is merged before
-    /// anything is written, so that an overflow leaves every row as it was.
-    fn add_rows(
-        &mut self,
-        rows: &[(RowKey, Totals)],
-        all: Option<&Totals>,
-    ) -> Result<Result<(), String>, StoreError> {
+    /// Adds `rows`, and their site row to the network totals (every operation has one
+    /// site row, so the totals count it once). Everything is merged before anything is
+    /// written, so that an overflow leaves every row as it was.
+    fn add_rows(&mut self, rows: &[(RowKey, Totals)]) -> Result<Result<(), String>, StoreError> {
         let mut merged = Vec::with_capacity(rows.len());
         for (key, t) in rows {
             let k = row_key(key);
@@ -214,7 +207,7 @@ impl<'t> ReportTables<'t> {
             }
             merged.push((k, row));
         }
-        if let Some(t) = all {
+        if let Some((_, t)) = rows.iter().find(|(k, _)| k.dim == Dim::Site) {
             let mut all: Totals = match self.totals.get(ALL)? {
                 Some(v) => schema::decode_view(v.value(), "report totals")?,
                 None => Totals::default(),
@@ -252,7 +245,7 @@ impl<'t> ReportTables<'t> {
         {
             match held_txn(feeds, sale)? {
                 Some(sale_txn) => {
-                    if let Err(why) = self.charge(t, &sale_txn)? {
+                    if let Err(why) = self.add_rows(&report::refund_rows(t, &sale_txn))? {
                         return Ok(Err(why));
                     }
                 }
@@ -277,24 +270,11 @@ impl<'t> ReportTables<'t> {
                 StoreError::corrupt(format!("waiting refund {refund:?} is not in the feeds"))
             })?;
             self.refunds_waiting.remove(&k)?;
-            if let Err(why) = self.charge(&refund_txn, t)? {
+            if let Err(why) = self.add_rows(&report::refund_rows(&refund_txn, t))? {
                 return Ok(Err(why));
             }
         }
         Ok(Ok(()))
-    }
-
-    fn charge(
-        &mut self,
-        refund: &CardTxn,
-        sale: &CardTxn,
-    ) -> Result<Result<(), String>, StoreError> {
-        let rows = report::refund_rows(refund, sale);
-        let all = rows
-            .iter()
-            .find(|(k, _)| k.dim == Dim::Site)
-            .map(|(_, t)| t.clone());
-        self.add_rows(&rows, all.as_ref())
     }
 
     /// Adds `t` to one row. `Ok(Err)` on an overflow, with the row unchanged.
