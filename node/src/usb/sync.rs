@@ -97,10 +97,10 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> UsbError + '_ {
     }
 }
 
-/// Reads a file of at most `limit` bytes; `Ok(None)` if it is larger.
 /// Enough bytes of a segment file to hold its clear header.
 const SEGMENT_HEADER_MAX: u64 = 512;
 
+/// Reads a file of at most `limit` bytes; `Ok(None)` if it is larger.
 fn read_bounded(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     let mut bytes = Vec::new();
     fs::File::open(path)?
