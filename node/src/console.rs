@@ -322,10 +322,7 @@ impl Seat<'_> {
             .parse()
             .map_err(|_| plain(format!("'{operator}' is not an operator id")))?;
         let session = self.pos()?.login(&id, pin).map_err(pos_failure)?;
-        Ok(Operator {
-            id: session.operator.to_string(),
-            role: session.role.to_string(),
-        })
+        Ok(logged_in(&session))
     }
 
     fn login_card(&self, card: CardAsn, pin: &str) -> Answer<Operator> {
@@ -334,10 +331,7 @@ impl Seat<'_> {
             .pos()?
             .login_card(&mut self.purse(card)?, &pin)
             .map_err(pos_failure)?;
-        Ok(Operator {
-            id: session.operator.to_string(),
-            role: session.role.to_string(),
-        })
+        Ok(logged_in(&session))
     }
 
     fn wallet(&self) -> Answer<Vec<WalletCard>> {
@@ -1300,6 +1294,14 @@ impl Nodes for Running {
 
     fn export_csv(&self, _: usize, period: Period, path: &str) -> Answer<String> {
         self.seat().export_csv(period, path)
+    }
+}
+
+/// The console's view of an operator session.
+fn logged_in(session: &crate::pos::Session) -> Operator {
+    Operator {
+        id: session.operator.to_string(),
+        role: session.role.to_string(),
     }
 }
 
