@@ -208,11 +208,7 @@ fn forecourt(
     let node = &cluster.nodes()[STATION];
     let terminal: TerminalId = PUMP_TERMINAL.parse().expect("12 digits");
     let pos = Pos::open(node.store(), cluster.key(STATION), terminal, clock.clone())?;
-    let (id, _, _, _, pin) = OPERATORS
-        .iter()
-        .find(|o| o.0 == "fuel-cash")
-        .expect("the station's cashier");
-    pos.login(&id.parse().expect("valid operator id"), pin)?;
+    log_in(&pos, "fuel-cash")?;
     crate::forecourt::Forecourt::start(
         &dir,
         node.store(),
@@ -222,6 +218,17 @@ fn forecourt(
         card,
     )
     .map_err(|e| DemoError::Seed(format!("the forecourt: {e}")))
+}
+
+/// Logs demo operator `operator` in at `pos`'s terminal, with the PIN of `OPERATORS`.
+fn log_in(pos: &Pos, operator: &str) -> Result<(), DemoError> {
+    let pin = OPERATORS
+        .iter()
+        .find(|o| o.0 == operator)
+        .map(|o| o.4)
+        .expect("a demo operator");
+    pos.login(&operator.parse().expect("valid operator id"), pin)?;
+    Ok(())
 }
 
 /// A clock fixed at one instant: the seeded history's "now".
@@ -293,12 +300,7 @@ fn history(cluster: &Cluster, cards: &CardSource, now: i64) -> Result<(), DemoEr
         let n = &cluster.nodes()[node];
         let terminal: TerminalId = format!("{:012}", 100 + node).parse().expect("12 digits");
         let pos = Pos::open(n.store(), cluster.key(node), terminal, Arc::new(At(when)))?;
-        let pin = OPERATORS
-            .iter()
-            .find(|o| o.0 == operator)
-            .map(|o| o.4)
-            .expect("a demo operator");
-        pos.login(&operator.parse().expect("valid operator id"), pin)?;
+        log_in(&pos, operator)?;
         Ok(pos)
     };
     let hq = till(0, "hq-admin", at(3, 9))?;
