@@ -199,13 +199,7 @@ impl Visit {
 
     /// Sleeps `secs` unless the demo stops first; says whether to go on.
     fn pause(&self, secs: u64) -> bool {
-        let until = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < until {
-            if self.stop.load(Ordering::Relaxed) {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.until(secs, || false);
         !self.stop.load(Ordering::Relaxed)
     }
 
@@ -223,8 +217,17 @@ impl Visit {
 
     fn fill(&self, turn: u64) -> Result<(), String> {
         let chip = VirtualCard::open(&self.card).map_err(|e| e.to_string())?;
-        let fills = self.fills();
         self.slot.lock().insert(chip);
+        let served = self.at_the_pump(turn);
+        // The card leaves with the customer, whatever happened, its state saved in its
+        // file.
+        self.slot.lock().remove();
+        served
+    }
+
+    /// Lifts a nozzle, fills, hangs up and keeps the receipt, with the card in the slot.
+    fn at_the_pump(&self, turn: u64) -> Result<(), String> {
+        let fills = self.fills();
         let nozzle = NOZZLES[(turn % 2) as usize].0;
         self.pump.lift(nozzle).map_err(|e| e.to_string())?;
         // Patient: on a busy machine the station may take a while.
@@ -234,8 +237,13 @@ impl Visit {
             self.pause(spread(FILLING, turn));
         }
         self.pump.hang_up().map_err(|e| e.to_string())?;
-        let finished = authorized && self.until(120, || self.fills() > fills);
-        if finished && let Ok(r) = self.printer.next_receipt(Duration::from_secs(30)) {
+        if !authorized {
+            return Err("the pump was not authorized (see the dashboard)".into());
+        }
+        if !self.until(120, || self.fills() > fills) {
+            return Err("the station did not finish the fill".into());
+        }
+        if let Ok(r) = self.printer.next_receipt(Duration::from_secs(30)) {
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -243,13 +251,7 @@ impl Visit {
                 .map_err(|e| e.to_string())?;
             writeln!(file, "{}\n", r.text()).map_err(|e| e.to_string())?;
         }
-        // The card leaves with the customer, its state saved in its file.
-        self.slot.lock().remove();
-        match (authorized, finished) {
-            (false, _) => Err("the pump was not authorized (see the dashboard)".into()),
-            (true, false) => Err("the station did not finish the fill".into()),
-            (true, true) => Ok(()),
-        }
+        Ok(())
     }
 
     fn fills(&self) -> u64 {
