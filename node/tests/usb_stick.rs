@@ -34,6 +34,11 @@ impl Node {
         sync_stick(&self.store, &self.key, stick, budget, &mut |_| {}).unwrap()
     }
 
+    /// A sync expected to be refused: why.
+    fn refused(&self, stick: &Path) -> UsbError {
+        sync_stick(&self.store, &self.key, stick, NO_LIMIT, &mut |_| {}).unwrap_err()
+    }
+
     fn vv(&self) -> VersionVector {
         self.store.version_vector().unwrap()
     }
@@ -348,24 +353,17 @@ fn folders_that_are_not_this_networks_stick_are_refused_with_a_clear_error() {
     let holiday = tmp.path().join("photos");
     std::fs::create_dir(&holiday).unwrap();
     std::fs::write(holiday.join("beach.jpg"), b"jpeg").unwrap();
-    let err = sync_stick(&a.store, &a.key, &holiday, NO_LIMIT, &mut |_| {}).unwrap_err();
+    let err = a.refused(&holiday);
     assert!(matches!(err, UsbError::NotAStick { .. }), "{err}");
     assert!(err.to_string().contains("cardmesh"));
 
     let stick = usb::stick_folder(tmp.path());
     hq.sync(&stick);
-    let err = sync_stick(
-        &other_hq.store,
-        &other_hq.key,
-        &stick,
-        NO_LIMIT,
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = other_hq.refused(&stick);
     assert!(matches!(err, UsbError::ForeignStick { .. }), "{err}");
 
     let unplugged = tmp.path().join("no-such-drive").join("cardmesh");
-    let err = sync_stick(&a.store, &a.key, &unplugged, NO_LIMIT, &mut |_| {}).unwrap_err();
+    let err = a.refused(&unplugged);
     assert!(matches!(err, UsbError::NoStick(_)), "{err}");
     assert!(err.to_string().contains("plugged in"));
 }
@@ -384,14 +382,7 @@ fn a_garbled_manifest_is_rebuilt_by_its_network_and_still_refused_by_another() {
     bytes[..24].fill(0xA5);
     std::fs::write(&manifest, &bytes).unwrap();
 
-    let err = sync_stick(
-        &other_hq.store,
-        &other_hq.key,
-        &stick,
-        NO_LIMIT,
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = other_hq.refused(&stick);
     assert!(matches!(err, UsbError::NotAStick { .. }), "{err}");
     assert_eq!(std::fs::read(&manifest).unwrap(), bytes, "left as it was");
 
