@@ -9,15 +9,13 @@
 use crate::station::{Board, Station, StationConfig, StationError};
 use crate::store::{Clock, Store};
 use cardmesh_drivers::card::VirtualCard;
+use cardmesh_drivers::dispenser::PointState;
 use cardmesh_drivers::dispenser::dart::Address;
-use cardmesh_drivers::dispenser::driver::{DartConfig, Parity};
 use cardmesh_drivers::dispenser::sim::DispenserSimulator;
-use cardmesh_drivers::dispenser::{NozzleConfig, NozzleNumber, PointState};
 use cardmesh_drivers::modem::pty::SocatPair;
-use cardmesh_drivers::printer::{PrinterConfig, PrinterSink};
+use cardmesh_drivers::printer::PrinterSink;
 use cardmesh_drivers::reader::{CardReader, MemoryReader, ReaderError};
-use cardmesh_drivers::station::FuelStationConfig;
-use cardmesh_model::{Money, NodeKey, TerminalId};
+use cardmesh_model::{NodeKey, TerminalId};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,8 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The pump's nozzles and grades.
-const NOZZLES: [(u8, &str); 2] = [(1, "petrol-92"), (2, "petrol-95")];
+/// The grades of the pump's nozzles 1 and 2.
+const GRADES: [&str; 2] = ["petrol-92", "petrol-95"];
 /// How long the customer waits between visits, and fills for, in seconds.
 const BETWEEN_VISITS: (u64, u64) = (6, 15);
 const FILLING: (u64, u64) = (8, 20);
@@ -110,35 +108,13 @@ impl Forecourt {
         let pump = DispenserSimulator::spawn(device_end(pump_line.b())?, address, 2)
             .map_err(|e| ForecourtError::Pump(e.to_string()))?;
         let printer = PrinterSink::spawn(device_end(printer_line.b())?);
-        let nozzles = NOZZLES
-            .iter()
-            .map(|(n, grade)| NozzleConfig {
-                nozzle: NozzleNumber::new(*n).expect("nozzles are 1..=8"),
-                grade: grade.parse().expect("valid product id"),
-            })
-            .collect();
-        let config = StationConfig {
-            devices: FuelStationConfig {
-                points: vec![DartConfig {
-                    port: pump_line.a().into(),
-                    baud: 9600,
-                    parity: Parity::None,
-                    address: 0x50,
-                    nozzles,
-                    reply_timeout_ms: 300,
-                }],
-                printer: Some(PrinterConfig {
-                    port: printer_line.a().into(),
-                    baud: 9600,
-                    header: vec!["cardmesh 加油站 station 1".into()],
-                    footer: vec!["谢谢惠顾 thank you".into()],
-                    width: 32,
-                }),
-            },
-            terminals: vec![terminal],
-            readers: Vec::new(),
-            max_fill: Money::from_fen(100_000),
-        };
+        let config = StationConfig::one_point(
+            pump_line.a(),
+            printer_line.a(),
+            &GRADES,
+            ("cardmesh 加油站 station 1", "谢谢惠顾 thank you"),
+            terminal,
+        );
         let slot = Slot(Arc::new(Mutex::new(MemoryReader::empty())));
         let station = Station::start(store, key, clock, &config, vec![Box::new(slot.clone())])?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -228,7 +204,7 @@ impl Visit {
     /// Lifts a nozzle, fills, hangs up and keeps the receipt, with the card in the slot.
     fn at_the_pump(&self, turn: u64) -> Result<(), String> {
         let fills = self.fills();
-        let nozzle = NOZZLES[(turn % 2) as usize].0;
+        let nozzle = (turn % GRADES.len() as u64) as u8 + 1;
         self.pump.lift(nozzle).map_err(|e| e.to_string())?;
         // Patient: on a busy machine the station may take a while.
         let authorized = self.until(60, || self.pump.status().state == PointState::Authorized);

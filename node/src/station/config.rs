@@ -26,7 +26,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use cardmesh_drivers::dispenser::driver::{DartConfig, Parity};
 use cardmesh_drivers::dispenser::point::MAX_8_DIGITS;
+use cardmesh_drivers::dispenser::{NozzleConfig, NozzleNumber};
+use cardmesh_drivers::printer::PrinterConfig;
 use cardmesh_drivers::station::FuelStationConfig;
 use cardmesh_model::{Money, TerminalId};
 use serde::Deserialize;
@@ -48,6 +51,51 @@ pub struct StationConfig {
     pub readers: Vec<String>,
     /// The most one fill may cost (the grey lock's limit without a customer preset).
     pub max_fill: Money,
+}
+
+impl StationConfig {
+    /// One fuelling point (DART address 0x50, 9600 baud, no parity) on `pump`, nozzle
+    /// `i + 1` selling `grades[i]`, a 32-column receipt printer on `printer`, the POS
+    /// terminal `terminal`, and the card reader handed in by the caller: a station on
+    /// simulated devices, as the demo's forecourt and the station tests run one.
+    pub fn one_point(
+        pump: &str,
+        printer: &str,
+        grades: &[&str],
+        (header, footer): (&str, &str),
+        terminal: TerminalId,
+    ) -> StationConfig {
+        let nozzles = grades
+            .iter()
+            .zip(1..)
+            .map(|(grade, n)| NozzleConfig {
+                nozzle: NozzleNumber::new(n).expect("at most 8 nozzles"),
+                grade: grade.parse().expect("a valid product id"),
+            })
+            .collect();
+        StationConfig {
+            devices: FuelStationConfig {
+                points: vec![DartConfig {
+                    port: pump.into(),
+                    baud: 9600,
+                    parity: Parity::None,
+                    address: 0x50,
+                    nozzles,
+                    reply_timeout_ms: 300,
+                }],
+                printer: Some(PrinterConfig {
+                    port: printer.into(),
+                    baud: 9600,
+                    header: vec![header.into()],
+                    footer: vec![footer.into()],
+                    width: 32,
+                }),
+            },
+            terminals: vec![terminal],
+            readers: Vec::new(),
+            max_fill: DEFAULT_MAX_FILL,
+        }
+    }
 }
 
 #[derive(Deserialize)]

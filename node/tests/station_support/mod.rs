@@ -13,14 +13,11 @@ pub use pos_support::*;
 
 use cardmesh_drivers::card::VirtualCard;
 use cardmesh_drivers::dispenser::dart::Address;
-use cardmesh_drivers::dispenser::driver::{DartConfig, Parity};
 use cardmesh_drivers::dispenser::sim::DispenserSimulator;
-use cardmesh_drivers::dispenser::{NozzleConfig, NozzleNumber};
 use cardmesh_drivers::epurse::EPurse;
 use cardmesh_drivers::modem::pty::SocatPair;
-use cardmesh_drivers::printer::{PrintedReceipt, PrinterConfig, PrinterSink};
+use cardmesh_drivers::printer::{PrintedReceipt, PrinterSink};
 use cardmesh_drivers::reader::{CardReader, MemoryReader, ReaderError};
-use cardmesh_drivers::station::FuelStationConfig;
 use cardmesh_drivers::types::Pin;
 use cardmesh_model::docs::DocName;
 use cardmesh_model::docs::network::{self, OperatorInfo, SiteInfo};
@@ -30,7 +27,6 @@ use cardmesh_node::identity::{self, DataDir};
 use cardmesh_node::keys;
 use cardmesh_node::pos::Pos;
 use cardmesh_node::pos::operators::pin_verifier;
-use cardmesh_node::station::config::DEFAULT_MAX_FILL;
 use cardmesh_node::station::{PointSnapshot, Station, StationConfig};
 use cardmesh_node::store::Store;
 use std::path::Path;
@@ -238,38 +234,13 @@ impl Rig {
             DispenserSimulator::spawn(device_end(pump_line.b()), Address::new(0x50).unwrap(), 2)
                 .unwrap();
         let sink = PrinterSink::spawn(device_end(printer_line.b()));
-        let grade = |g: &str| g.parse().unwrap();
-        let config = StationConfig {
-            devices: FuelStationConfig {
-                points: vec![DartConfig {
-                    port: pump_line.a().into(),
-                    baud: 9600,
-                    parity: Parity::None,
-                    address: 0x50,
-                    nozzles: vec![
-                        NozzleConfig {
-                            nozzle: NozzleNumber::new(1).unwrap(),
-                            grade: grade("92"),
-                        },
-                        NozzleConfig {
-                            nozzle: NozzleNumber::new(2).unwrap(),
-                            grade: grade("95"),
-                        },
-                    ],
-                    reply_timeout_ms: 300,
-                }],
-                printer: Some(PrinterConfig {
-                    port: printer_line.a().into(),
-                    baud: 9600,
-                    header: vec![HEADER.into()],
-                    footer: vec![FOOTER.into()],
-                    width: 32,
-                }),
-            },
-            terminals: vec![terminal],
-            readers: Vec::new(),
-            max_fill: DEFAULT_MAX_FILL,
-        };
+        let config = StationConfig::one_point(
+            pump_line.a(),
+            printer_line.a(),
+            &["92", "95"],
+            (HEADER, FOOTER),
+            terminal,
+        );
         Rig {
             sim,
             sink,
