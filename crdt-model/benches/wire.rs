@@ -131,7 +131,8 @@ fn automerge_append(doc: &mut AutoCommit, entries: &[Entry], signed: bool) {
     let txns = map(doc, "txns");
     let blocks = map(doc, "blacklist");
     for e in entries {
-        let sig = signed.then(|| ScalarValue::Bytes(e.sig.0.to_vec()));
+        let sig =
+            signed.then(|| ScalarValue::Bytes(e.sig.expect("own entries are signed").0.to_vec()));
         let key = format!("{}/{}", e.origin.short(), e.seq);
         match &e.body {
             Body::Card(t) => {

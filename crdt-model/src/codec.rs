@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: [u8; 2] = *b"CM";
-pub const VERSION: u8 = 1;
+/// 2: feed format 2 (entries hash without their signature; see `entry`).
+pub const VERSION: u8 = 2;
 
 /// What a blob holds. Values are fixed forever; new kinds take new values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +29,11 @@ pub enum CodecError {
     BadMagic,
     #[error("written by a newer cardmesh (format {0}); upgrade this node")]
     NewerVersion(u8),
+    #[error(
+        "a {kind:?} of format {found}, which this cardmesh no longer reads (it needs format \
+         {needed} or later)"
+    )]
+    OlderVersion { kind: Kind, found: u8, needed: u8 },
     #[error("expected a {expected:?}, found kind {found}")]
     WrongKind { expected: Kind, found: u8 },
     #[error("corrupt {kind:?}: {detail}")]
@@ -44,6 +50,16 @@ pub fn encode<T: Serialize + ?Sized>(kind: Kind, value: &T) -> Vec<u8> {
 }
 
 pub fn decode<'a, T: Deserialize<'a>>(kind: Kind, bytes: &'a [u8]) -> Result<T, CodecError> {
+    decode_since(kind, 1, bytes)
+}
+
+/// As [`decode`], for a kind whose layout changed in format `since`: older blobs of it
+/// are refused as such rather than misread as corrupt.
+pub fn decode_since<'a, T: Deserialize<'a>>(
+    kind: Kind,
+    since: u8,
+    bytes: &'a [u8],
+) -> Result<T, CodecError> {
     let [m0, m1, version, found, body @ ..] = bytes else {
         return Err(CodecError::BadMagic);
     };
@@ -60,6 +76,13 @@ pub fn decode<'a, T: Deserialize<'a>>(kind: Kind, bytes: &'a [u8]) -> Result<T, 
         return Err(CodecError::WrongKind {
             expected: kind,
             found: *found,
+        });
+    }
+    if *version < since {
+        return Err(CodecError::OlderVersion {
+            kind,
+            found: *version,
+            needed: since,
         });
     }
     let (value, rest) = postcard::take_from_bytes(body).map_err(|e| CodecError::Corrupt {

@@ -6,7 +6,7 @@ use crate::auth::{AuthError, Certificate, Membership};
 use crate::blacklist::Blacklist;
 use crate::body::{Body, CardTxn, CounterSpace, EntryRef};
 use crate::docs::{DocName, Docs, discounts, network, pricebook};
-use crate::entry::{Entry, EntryError, FeedHead, check_run};
+use crate::entry::{Entry, EntryError, FeedHead, check_run, thin_signatures};
 use crate::hlc::Hlc;
 use crate::ids::{CardAsn, NodeId};
 use crate::registry::{CardRegistry, Stamp};
@@ -184,7 +184,9 @@ impl Replica {
         for e in entries {
             let slot = by_origin.entry(e.origin).or_default();
             match slot.get(&e.seq) {
-                Some(held) if *held != e => report.rejected.push(EntryError::Fork(e.entry_ref())),
+                Some(held) if !held.same_as(&e) => {
+                    report.rejected.push(EntryError::Fork(e.entry_ref()));
+                }
                 Some(_) => report.duplicates += 1,
                 None => {
                     slot.insert(e.seq, e);
@@ -208,14 +210,16 @@ impl Replica {
                     });
                 } else if seq > head.seq {
                     fresh.push(e);
-                } else if self.feeds[&origin][(seq - 1) as usize] == e {
+                } else if self.feeds[&origin][(seq - 1) as usize].same_as(&e) {
                     report.duplicates += 1;
                 } else {
                     report.rejected.push(EntryError::Fork(e.entry_ref()));
                 }
             }
             let check = check_run(head, &self.membership, &fresh);
-            for e in fresh.into_iter().take(check.accepted) {
+            fresh.truncate(check.accepted);
+            thin_signatures(&mut fresh);
+            for e in fresh {
                 self.fold(&e);
                 self.feeds.entry(origin).or_default().push(e);
                 report.applied += 1;

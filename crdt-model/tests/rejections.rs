@@ -46,7 +46,7 @@ fn assert_refused(r: &mut replica::Replica, bad: Entry, expect: impl Fn(&EntryEr
 fn an_entry_with_a_bad_signature_is_refused() {
     let (_, mut r, entries) = setup();
     let mut bad = entries[2].clone();
-    bad.sig.0[10] ^= 1;
+    bad.sig.as_mut().unwrap().0[10] ^= 1;
     assert_refused(&mut r, bad, |e| matches!(e, EntryError::BadSignature(_)));
 }
 
@@ -268,18 +268,49 @@ fn a_certificate_from_another_network_or_not_signed_by_hq_is_refused() {
 fn good_entries_before_a_bad_one_are_kept_and_later_ones_wait() {
     let (net, _, entries) = setup();
     let mut r = net.replica();
-    let mut bad = entries[1].clone();
-    bad.sig.0[0] ^= 0x80;
-    let report = r.ingest([entries[0].clone(), bad, entries[2].clone()]);
-    assert_eq!(report.applied, 1);
+    let mut bad = entries[2].clone();
+    bad.sig.as_mut().unwrap().0[0] ^= 0x80;
+    let report = r.ingest([entries[0].clone(), entries[1].clone(), bad]);
+    assert_eq!(report.applied, 2);
     assert_eq!(report.rejected.len(), 1);
-    assert!(matches!(
-        report.rejected[0],
-        EntryError::BrokenChain(_) | EntryError::BadSignature(_)
-    ));
-    assert_eq!(r.version_vector().get(&entries[0].origin), 1);
+    assert!(matches!(report.rejected[0], EntryError::BadSignature(_)));
+    assert_eq!(r.version_vector().get(&entries[0].origin), 2);
     let report = r.ingest(entries.clone());
-    assert_eq!((report.applied, report.duplicates), (2, 1));
+    assert_eq!((report.applied, report.duplicates), (1, 2));
+}
+
+#[test]
+fn a_bad_signature_the_next_entry_vouches_for_is_dropped_not_kept() {
+    let (net, _, entries) = setup();
+    let origin = entries[0].origin;
+    let mut r = net.replica();
+    let mut damaged = entries[1].clone();
+    damaged.sig.as_mut().unwrap().0[0] ^= 0x80;
+    let report = r.ingest([entries[0].clone(), damaged, entries[2].clone()]);
+    assert_eq!((report.applied, report.rejected.len()), (3, 0));
+    let held = r.entries(FeedRange {
+        origin,
+        from: 1,
+        to: 3,
+    });
+    let signed: Vec<bool> = held.iter().map(|e| e.sig.is_some()).collect();
+    assert_eq!(signed, [false, false, true]);
+}
+
+#[test]
+fn entries_after_the_last_signature_are_refused_as_unauthenticated() {
+    let (net, _, entries) = setup();
+    let mut r = net.replica();
+    let mut tail = entries[2].clone();
+    tail.sig = None;
+    let report = r.ingest([entries[0].clone(), entries[1].clone(), tail]);
+    assert_eq!(report.applied, 2);
+    assert!(matches!(report.rejected[..], [EntryError::Unsigned(_)]));
+    let mut alone = entries[2].clone();
+    alone.sig = None;
+    let report = r.ingest([alone]);
+    assert_eq!(report.applied, 0);
+    assert!(matches!(report.rejected[..], [EntryError::Unsigned(_)]));
 }
 
 #[test]

@@ -129,7 +129,7 @@ fn a_node_does_not_sync_with_itself() {
 }
 
 #[test]
-fn a_newer_protocol_version_is_refused_with_advice_to_upgrade() {
+fn another_protocol_version_is_refused_with_advice_to_upgrade() {
     let net = Net::new();
     let mut a = node(&net, 1);
     let mut b = node(&net, 2);
@@ -138,14 +138,20 @@ fn a_newer_protocol_version_is_refused_with_advice_to_upgrade() {
     let Message::Hello(h) = Message::decode(&hello).unwrap() else {
         panic!("the first frame is a hello");
     };
-    let newer = Message::Hello(Box::new(Hello { protocol: 2, ..*h })).encode();
-    let mut responder = Session::new(Side::Responder, [2; 32], 0);
-    let err = responder.handle(&mut b, &newer).unwrap_err();
-    assert!(matches!(
-        err,
-        SyncError::UnsupportedProtocol { ours: 1, theirs: 2 }
-    ));
-    assert!(err.to_string().contains("upgrade"));
+    for theirs in [1, 3] {
+        let other = Message::Hello(Box::new(Hello {
+            protocol: theirs,
+            ..(*h).clone()
+        }))
+        .encode();
+        let mut responder = Session::new(Side::Responder, [2; 32], 0);
+        let err = responder.handle(&mut b, &other).unwrap_err();
+        assert!(
+            matches!(err, SyncError::UnsupportedProtocol { ours: 2, theirs: t } if t == theirs),
+            "{err}"
+        );
+        assert!(err.to_string().contains("upgrade"));
+    }
 }
 
 #[test]

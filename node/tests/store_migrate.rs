@@ -7,7 +7,7 @@
 mod store_support;
 
 use cardmesh_node::store::{SCHEMA_VERSION, Store, StoreError};
-use redb::{ReadableDatabase, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use store_support::*;
 
@@ -89,6 +89,67 @@ fn a_store_from_a_newer_cardmesh_is_refused_untouched() {
         "{err}"
     );
     assert!(err.to_string().contains("upgrade cardmesh"));
+}
+
+const FEEDS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("feeds");
+
+/// Turns a current file into a v5 one that holds feed format 1 entries: the codec's
+/// format byte of every entry says 1.
+fn make_v5_of_feed_format_1(path: &Path) {
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut feeds = txn.open_table(FEEDS).unwrap();
+        let rows: Vec<([u8; 40], Vec<u8>)> = feeds
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (*k.value(), v.value().to_vec())
+            })
+            .collect();
+        assert!(!rows.is_empty());
+        for (k, mut v) in rows {
+            v[2] = 1;
+            feeds.insert(&k, v.as_slice()).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+    drop(db);
+    set_schema(path, 5);
+}
+
+#[test]
+fn a_store_of_feed_format_1_is_refused_untouched_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let path = dir.path().join("node0.redb");
+    let store = net.store(dir.path(), 0);
+    store.append_local(block(asn(1))).unwrap();
+    drop(store);
+    make_v5_of_feed_format_1(&path);
+
+    let err = Store::open(&path, net.keys[0].clone(), TestClock::new(0))
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::OldFeedFormat), "{err}");
+    assert!(
+        err.to_string().contains("re-create its data folder"),
+        "{err}"
+    );
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let version = txn
+        .open_table(META)
+        .unwrap()
+        .get("schema_version")
+        .unwrap()
+        .unwrap();
+    assert_eq!(version.value(), 5u32.to_le_bytes().as_slice(), "still v5");
+    let feeds = txn.open_table(FEEDS).unwrap();
+    for row in feeds.iter().unwrap() {
+        assert_eq!(row.unwrap().1.value()[2], 1, "entries left as they were");
+    }
 }
 
 #[test]

@@ -11,8 +11,9 @@ use crate::vv::VersionVector;
 use serde::{Deserialize, Serialize};
 
 /// The session protocol's version, carried in [`Hello`]. Bumped when the message flow
-/// changes in a way an older node could not follow.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// changes in a way an older node could not follow. 2: feed format 2 (entries travel
+/// with only the signatures that authenticate their runs).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// One frame of the session. Variants are only ever appended: postcard encodes an enum
 /// variant as its index.

@@ -1,6 +1,8 @@
 //! How a batch's entries travel: grouped into runs of one origin's consecutive entries,
 //! with what the receiver can recompute left out (the origin and sequence number of every
-//! entry but the first, and every hash link but the first), then compressed with zstd.
+//! entry but the first, and every hash link but the first) and the signatures it does not
+//! need (all but the run's last and the checkpoints, `entry::keeps_signature`), then
+//! compressed with zstd.
 //! A dial-up line is the slowest link a node has, and entries are what fills it.
 //!
 //! Nothing is trusted for being left out: the receiver rebuilds each entry's `prev` from
@@ -9,7 +11,7 @@
 
 use super::{MAX_BATCH_ENTRIES, MAX_FRAME_BYTES};
 use crate::body::Body;
-use crate::entry::Entry;
+use crate::entry::{Entry, keeps_signature};
 use crate::hlc::Hlc;
 use crate::ids::NodeId;
 use crate::sign::{Hash, Sig};
@@ -35,9 +37,12 @@ struct Run {
 
 #[derive(Serialize, Deserialize)]
 struct Link {
-    hlc: Hlc,
+    /// The clock's milliseconds less the previous entry's (the first entry's less 0):
+    /// a feed's clock moves by small steps, and small numbers take one or two bytes.
+    millis_step: i64,
+    logical: u32,
     body: Body,
-    sig: Sig,
+    sig: Option<Sig>,
 }
 
 /// Why a packed batch could not be read.
@@ -62,11 +67,15 @@ pub fn packed_bound(raw: usize) -> usize {
 /// Packs entries, in the order given, into the bytes a batch carries.
 pub fn pack(entries: &[Entry]) -> Vec<u8> {
     let mut runs: Vec<Run> = Vec::new();
-    let mut tip: Option<(NodeId, u64, Hash)> = None;
+    let mut tip: Option<(NodeId, u64, Hash, u64)> = None;
     for e in entries {
-        let continues = tip.is_some_and(|(origin, seq, hash)| {
+        let continues = tip.is_some_and(|(origin, seq, hash, _)| {
             origin == e.origin && seq.checked_add(1) == Some(e.seq) && hash == e.prev
         });
+        let millis_before = match tip {
+            Some((.., millis)) if continues => millis,
+            _ => 0,
+        };
         if !continues {
             runs.push(Run {
                 origin: e.origin,
@@ -79,11 +88,20 @@ pub fn pack(entries: &[Entry]) -> Vec<u8> {
             .expect("a run was just pushed if there was none")
             .entries
             .push(Link {
-                hlc: e.hlc,
+                millis_step: e.hlc.millis.wrapping_sub(millis_before) as i64,
+                logical: e.hlc.logical,
                 body: e.body.clone(),
                 sig: e.sig,
             });
-        tip = Some((e.origin, e.seq, e.hash()));
+        tip = Some((e.origin, e.seq, e.hash(), e.hlc.millis));
+    }
+    for run in &mut runs {
+        let last = run.entries.len() - 1;
+        for (i, link) in run.entries.iter_mut().enumerate() {
+            if !keeps_signature(run.first_seq + i as u64, i == last) {
+                link.sig = None;
+            }
+        }
     }
     let raw = postcard::to_stdvec(&runs).expect("serializing to a Vec cannot fail");
     zstd::bulk::compress(&raw, LEVEL).expect("compressing into a Vec cannot fail")
@@ -109,13 +127,15 @@ pub fn unpack(packed: &[u8]) -> Result<Vec<Entry>, PackError> {
     for run in runs {
         let mut prev = run.prev;
         let mut seq = run.first_seq;
+        let mut millis = 0u64;
         let last = run.entries.len();
         for (i, link) in run.entries.into_iter().enumerate() {
+            millis = millis.wrapping_add(link.millis_step as u64);
             let e = Entry {
                 origin: run.origin,
                 seq,
                 prev,
-                hlc: link.hlc,
+                hlc: Hlc::new(millis, link.logical),
                 body: link.body,
                 sig: link.sig,
             };

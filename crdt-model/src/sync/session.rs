@@ -7,7 +7,7 @@ use super::{
     MAX_REASON_BYTES, Nonce, SyncError, SyncStore, packed, plan,
 };
 use crate::auth::{AuthError, Certificate};
-use crate::entry::Entry;
+use crate::entry::{Entry, signed_prefix};
 use crate::ids::NodeId;
 use crate::sign::PublicKey;
 use crate::vv::{FeedRange, VersionVector};
@@ -477,19 +477,78 @@ impl Session {
         Ok(())
     }
 
-    /// The next batch from the front of the queue, bounded by entry count and bytes.
+    /// The next batch from the front of the queue, bounded by entry count and bytes,
+    /// each of its runs ending at a signed entry.
     fn next_batch(
         &mut self,
         store: &impl SyncStore,
         t: &mut Transfer,
     ) -> Result<Option<Vec<u8>>, SyncError> {
-        let limits = self.limits;
-        let mut entries: Vec<Entry> = Vec::new();
+        let mut entries = self.collect(store, t, self.limits, false)?;
+        if entries.is_empty()
+            && let Some(front) = t.queue.front().copied()
+        {
+            // The front feed's next signature lies beyond this link's batch limits (a
+            // relay holds one every `CHECKPOINT_EVERY` entries): the batch goes up to
+            // it, within the protocol's own limits, which reach it unless its entries
+            // are huge.
+            entries = self.collect(store, t, Limits::DEFAULT, true)?;
+            if entries.is_empty() && t.queue.front() == Some(&front) {
+                let reason = format!(
+                    "entries {}..={} of feed {}: no signed entry within a batch's limits, \
+                     the feed is not sent past entry {}",
+                    front.from,
+                    front.to,
+                    front.origin,
+                    front.from - 1
+                );
+                keep(&mut self.not_sent, &[reason]);
+                t.queue.pop_front();
+            }
+        }
+        if entries.is_empty() {
+            return Ok(None);
+        }
         let mut certificates = Vec::new();
+        for e in &entries {
+            if t.certificates_sent.insert(e.origin)
+                && let Some(c) = t.certificates.get(&e.origin)
+            {
+                certificates.push(c.clone());
+            }
+        }
+        let id = t.next_batch;
+        let sent = entries.len() as u64;
+        let frame = Message::Batch(Batch {
+            id,
+            certificates,
+            packed: packed::pack(&entries),
+        })
+        .encode();
+        debug_assert!(frame.len() <= MAX_FRAME_BYTES, "batch over the frame limit");
+        t.next_batch += 1;
+        t.in_flight.push_back(id);
+        self.stats.batches_sent += 1;
+        self.stats.entries_sent += sent;
+        Ok(Some(frame))
+    }
+
+    /// Takes entries from the front of the queue within `limits` (counting the
+    /// certificate each origin's first batch carries), or only up to the front feed's
+    /// first signed entry if `to_first_signature`, then gives back each run's tail
+    /// after its last signed entry: the peer could not authenticate it.
+    fn collect(
+        &mut self,
+        store: &impl SyncStore,
+        t: &mut Transfer,
+        limits: Limits,
+        to_first_signature: bool,
+    ) -> Result<Vec<Entry>, SyncError> {
+        let mut entries: Vec<Entry> = Vec::new();
         let mut bytes = 0;
         'ranges: while let Some(range) = t.queue.front_mut() {
             let room = limits.batch_entries - entries.len();
-            if room == 0 {
+            if room == 0 || (to_first_signature && !entries.is_empty()) {
                 break;
             }
             let got = store.entries(*range, room).map_err(store_err)?;
@@ -499,11 +558,13 @@ impl Session {
                 t.queue.pop_front();
                 continue;
             }
+            let cert = (!t.certificates_sent.contains(&range.origin))
+                .then(|| t.certificates.get(&range.origin))
+                .flatten()
+                .map_or(0, encoded_size);
             for e in got {
-                let cert = (!t.certificates_sent.contains(&e.origin))
-                    .then(|| t.certificates.get(&e.origin))
-                    .flatten();
-                let size = encoded_size(&e) + cert.map_or(0, encoded_size);
+                let first = entries.last().is_none_or(|l| l.origin != e.origin);
+                let size = encoded_size(&e) + if first { cert } else { 0 };
                 if packed::packed_bound(size) > MAX_FRAME_BYTES - BATCH_OVERHEAD {
                     // No frame can carry it, and the peer cannot apply what follows it
                     // without it: this feed stops here, the others still go.
@@ -521,35 +582,36 @@ impl Session {
                 if !entries.is_empty() && bytes + size > limits.batch_bytes {
                     break 'ranges;
                 }
-                if let Some(c) = cert {
-                    certificates.push(c.clone());
-                }
-                t.certificates_sent.insert(e.origin);
                 bytes += size;
                 range.from = e.seq + 1;
+                let signed = e.sig.is_some();
                 entries.push(e);
+                if to_first_signature && signed {
+                    break 'ranges;
+                }
             }
             if range.is_empty() {
                 t.queue.pop_front();
             }
         }
-        if entries.is_empty() {
-            return Ok(None);
+        let mut kept = Vec::with_capacity(entries.len());
+        let mut taken = entries.into_iter().peekable();
+        while let Some(first) = taken.next() {
+            let origin = first.origin;
+            let mut run = vec![first];
+            while let Some(e) = taken.next_if(|e| e.origin == origin) {
+                run.push(e);
+            }
+            let signed = signed_prefix(&run);
+            if let Some(cut) = run.get(signed)
+                && let Some(front) = t.queue.front_mut().filter(|r| r.origin == origin)
+            {
+                front.from = cut.seq;
+            }
+            run.truncate(signed);
+            kept.append(&mut run);
         }
-        let id = t.next_batch;
-        let sent = entries.len() as u64;
-        let frame = Message::Batch(Batch {
-            id,
-            certificates,
-            packed: packed::pack(&entries),
-        })
-        .encode();
-        debug_assert!(frame.len() <= MAX_FRAME_BYTES, "batch over the frame limit");
-        t.next_batch += 1;
-        t.in_flight.push_back(id);
-        self.stats.batches_sent += 1;
-        self.stats.entries_sent += sent;
-        Ok(Some(frame))
+        Ok(kept)
     }
 }
 

@@ -36,6 +36,10 @@ pub enum StoreError {
         "the store was written by a newer cardmesh (schema v{found}; this one reads up to v{supported}): upgrade cardmesh on this node"
     )]
     NewerSchema { found: u32, supported: u32 },
+    #[error(
+        "the store holds feed entries of format 1, written before feed format 2; this cardmesh cannot verify them: keep the older cardmesh on this node, or re-create its data folder (`cardmesh init` or `cardmesh join`) and let it sync from peers that run this release"
+    )]
+    OldFeedFormat,
     #[error(transparent)]
     Entry(#[from] EntryError),
     #[error(transparent)]

@@ -6,7 +6,7 @@
 use super::error::StoreError;
 use super::schema;
 use super::writer::Ctx;
-use cardmesh_model::entry::check_run;
+use cardmesh_model::entry::{check_run, thin_signatures};
 use cardmesh_model::replica::IngestReport;
 use cardmesh_model::{Entry, EntryError, NodeId};
 use redb::ReadableTable;
@@ -20,7 +20,9 @@ pub fn ingest(ctx: &mut Ctx<'_>, entries: Vec<Entry>) -> Result<IngestReport, St
     for e in entries {
         let slot = by_origin.entry(e.origin).or_default();
         match slot.get(&e.seq) {
-            Some(held) if *held != e => report.rejected.push(EntryError::Fork(e.entry_ref())),
+            Some(held) if !held.same_as(&e) => {
+                report.rejected.push(EntryError::Fork(e.entry_ref()));
+            }
             Some(_) => report.duplicates += 1,
             None => {
                 slot.insert(e.seq, e);
@@ -47,8 +49,14 @@ pub fn ingest(ctx: &mut Ctx<'_>, entries: Vec<Entry>) -> Result<IngestReport, St
             } else {
                 let held = ctx.tables.feeds.get(&schema::entry_key(&origin, seq))?;
                 match held {
-                    Some(bytes) if bytes.value() == e.encode().as_slice() => report.duplicates += 1,
-                    Some(_) => report.rejected.push(EntryError::Fork(e.entry_ref())),
+                    Some(bytes) => {
+                        // Compared without the signatures: either copy may lack its own.
+                        if schema::decode_entry(bytes.value())?.same_as(&e) {
+                            report.duplicates += 1;
+                        } else {
+                            report.rejected.push(EntryError::Fork(e.entry_ref()));
+                        }
+                    }
                     None => {
                         return Err(StoreError::corrupt(format!(
                             "feed {origin} lacks entry {seq} below its head {}",
@@ -59,8 +67,10 @@ pub fn ingest(ctx: &mut Ctx<'_>, entries: Vec<Entry>) -> Result<IngestReport, St
             }
         }
         let check = check_run(head, &ctx.node.membership, &fresh);
+        fresh.truncate(check.accepted);
+        thin_signatures(&mut fresh);
         let now = ctx.node.clock.now_ms();
-        for e in fresh.into_iter().take(check.accepted) {
+        for e in fresh {
             ctx.tables
                 .fold(&mut ctx.docs, &mut ctx.node.membership, &e, now)?;
             ctx.tables

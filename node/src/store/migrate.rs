@@ -20,7 +20,7 @@ type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes a file from schema version `i + 1` to `i + 2`.
 const MIGRATIONS: [Migration; (SCHEMA_VERSION - 1) as usize] =
-    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5];
+    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6];
 
 /// Brings the file to the current schema; returns the version it was found at.
 pub fn run(db: &Database) -> Result<u32, StoreError> {
@@ -176,6 +176,18 @@ fn v4_to_v5(txn: &WriteTransaction) -> Result<(), StoreError> {
         if let Err(why) = reports.charge_refunds(&e, counted, &feeds)? {
             tracing::warn!(entry = ?e.entry_ref(), %why, "refund not charged to its sale");
         }
+    }
+    Ok(())
+}
+
+/// v6 is feed format 2, whose entry hashes leave the signature out. Format-1 entries
+/// cannot be converted (their signatures sign the old hashes), so a file holding them is
+/// refused, untouched, with what to do. A node's entries are all of one format, so the
+/// first one tells.
+fn v5_to_v6(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let feeds = txn.open_table(FEEDS)?;
+    if let Some(row) = feeds.first()? {
+        schema::decode_entry(row.1.value())?;
     }
     Ok(())
 }

@@ -8,14 +8,14 @@
 
 use super::error::StoreError;
 use cardmesh_model::body::{CounterSpace, EntryRef};
-use cardmesh_model::codec::{self, Kind};
+use cardmesh_model::codec::{self, CodecError, Kind};
 use cardmesh_model::{BusinessDay, CardAsn, FeedHead, Hash, Hlc, NodeId, SiteId, TerminalId};
 use redb::TableDefinition;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The schema this build writes. Older files are migrated on open (see `migrate`).
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Identity and bookkeeping: schema version, this node's id, its certificate and HQ's,
 /// the last HLC issued.
@@ -286,6 +286,8 @@ pub fn encode_cert(cert: &cardmesh_model::Certificate) -> Vec<u8> {
 }
 
 pub fn decode_entry(bytes: &[u8]) -> Result<cardmesh_model::Entry, StoreError> {
-    cardmesh_model::Entry::decode(bytes)
-        .map_err(|e| StoreError::corrupt(format!("feed entry: {e}")))
+    cardmesh_model::Entry::decode(bytes).map_err(|e| match e {
+        CodecError::OlderVersion { .. } => StoreError::OldFeedFormat,
+        e => StoreError::corrupt(format!("feed entry: {e}")),
+    })
 }

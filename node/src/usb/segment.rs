@@ -324,7 +324,7 @@ mod tests {
         bent[1].hlc = Hlc::new(99, 0);
         assert!(check_contents(&header, &body(bent)).is_err());
         let mut unsigned = entries.clone();
-        unsigned[3].sig.0[0] ^= 1;
+        unsigned[3].sig.as_mut().unwrap().0[0] ^= 1;
         assert!(check_contents(&header, &body(unsigned)).is_err());
         let stranger = run(&NodeKey::from_seed(&[2; 32]), 4);
         assert!(check_contents(&header, &body(stranger)).is_err());

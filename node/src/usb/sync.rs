@@ -9,6 +9,7 @@ use super::segment::{self, MAX_SEGMENT_ENTRIES, MAX_SEGMENT_FILE, SegmentBody, S
 use super::{Phase, Progress, SkipReason, Skipped, StickReport, UsbError};
 use crate::identity::NetworkKey;
 use crate::store::{Store, StoreError};
+use cardmesh_model::entry::{signed_prefix, thin_signatures};
 use cardmesh_model::{Certificate, Entry, FeedRange, NetworkId, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -508,38 +509,33 @@ impl Stick<'_> {
         Ok(())
     }
 
-    /// The longest prefix of `batch` whose sealed segment stays within the size limits
-    /// and `room` bytes, sealed; `None` if not even one entry fits in `room`. Halving
-    /// keeps the tries to a dozen at most.
+    /// The longest prefix of `batch` that ends at a signed entry and whose sealed
+    /// segment stays within the size limits and `room` bytes, sealed, with the
+    /// signatures a reader does not need dropped; `None` if no such prefix fits in
+    /// `room`. Halving keeps the tries to a dozen at most.
     fn fit(
         &self,
         certificate: Option<Certificate>,
-        mut batch: Vec<Entry>,
+        batch: Vec<Entry>,
         room: u64,
     ) -> Result<Option<(Vec<u8>, SegmentBody)>, UsbError> {
-        let mut body = SegmentBody {
-            certificate,
-            entries: Vec::new(),
-        };
-        loop {
-            body.entries = std::mem::take(&mut batch);
-            let n = body.entries.len();
-            if n > 1 && segment::plain_size(&body) > segment::MAX_SEGMENT_PLAIN {
-                batch = body.entries;
-                batch.truncate(n / 2);
-                continue;
+        let mut n = signed_prefix(&batch);
+        while n > 0 {
+            let mut body = SegmentBody {
+                certificate: certificate.clone(),
+                entries: batch[..n].to_vec(),
+            };
+            thin_signatures(&mut body.entries);
+            if n == 1 || segment::plain_size(&body) <= segment::MAX_SEGMENT_PLAIN {
+                let bytes = segment::seal(self.key, self.network, &body, random_nonce())
+                    .map_err(io_err(self.dir))?;
+                if bytes.len() as u64 <= room {
+                    return Ok(Some((bytes, body)));
+                }
             }
-            let bytes = segment::seal(self.key, self.network, &body, random_nonce())
-                .map_err(io_err(self.dir))?;
-            if bytes.len() as u64 <= room {
-                return Ok(Some((bytes, body)));
-            }
-            if n == 1 {
-                return Ok(None);
-            }
-            batch = body.entries;
-            batch.truncate(n / 2);
+            n = signed_prefix(&batch[..n / 2]);
         }
+        Ok(None)
     }
 
     fn write_segment(&self, range: &FeedRange, bytes: &[u8]) -> io::Result<()> {
