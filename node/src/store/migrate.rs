@@ -127,7 +127,7 @@ fn v3_to_v4(txn: &WriteTransaction) -> Result<(), StoreError> {
             tracing::warn!(entry = ?e.entry_ref(), %why, "entry left out of the reports");
         }
     }
-    Ok(())
+    reports.flush()
 }
 
 /// v5 charges refunds to the report rows of the sales they refer to (`Totals::refunded`,
@@ -177,7 +177,7 @@ fn v4_to_v5(txn: &WriteTransaction) -> Result<(), StoreError> {
             tracing::warn!(entry = ?e.entry_ref(), %why, "refund not charged to its sale");
         }
     }
-    Ok(())
+    reports.flush()
 }
 
 /// v6 is feed format 2, whose entry hashes leave the signature out. Format-1 entries

@@ -15,6 +15,7 @@ use cardmesh_model::{BusinessDay, CardAsn, Entry, Hlc, MerchantId, SiteId};
 use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry as Slot;
 
 /// When this node last received an entry about a site, and the newest one it has.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +41,12 @@ pub struct ReportTables<'t> {
     /// Site time zones, read from the network registry once per transaction and only if
     /// an entry without its own business day needs one.
     offsets: Option<BTreeMap<SiteId, i32>>,
+    /// Rows, network totals and site freshness change with nearly every entry, and the
+    /// entries of one transaction hit the same few (one site's day): each is read once,
+    /// kept here, and written once by [`ReportTables::flush`] before the commit.
+    rows_held: BTreeMap<Vec<u8>, Totals>,
+    all_held: Option<Totals>,
+    freshness_held: BTreeMap<SiteId, Freshness>,
 }
 
 const ALL: &str = "all";
@@ -125,6 +132,49 @@ impl<'t> ReportTables<'t> {
             settlements: txn.open_table(SETTLEMENTS)?,
             refunds_waiting: txn.open_table(REFUNDS_WAITING)?,
             offsets: None,
+            rows_held: BTreeMap::new(),
+            all_held: None,
+            freshness_held: BTreeMap::new(),
+        })
+    }
+
+    /// Writes the rows, totals and freshness changed in this transaction. Must run
+    /// before the transaction commits; until then nothing of them is in the tables.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        for (k, row) in std::mem::take(&mut self.rows_held) {
+            self.rows
+                .insert(k.as_slice(), schema::encode_view(&row).as_slice())?;
+        }
+        if let Some(all) = self.all_held.take() {
+            self.totals
+                .insert(ALL, schema::encode_view(&all).as_slice())?;
+        }
+        for (site, f) in std::mem::take(&mut self.freshness_held) {
+            self.freshness
+                .insert(site.as_str(), schema::encode_view(&f).as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// A report row as this transaction has it so far.
+    fn row(&self, k: &[u8]) -> Result<Totals, StoreError> {
+        if let Some(row) = self.rows_held.get(k) {
+            return Ok(row.clone());
+        }
+        Ok(match self.rows.get(k)? {
+            Some(v) => schema::decode_view(v.value(), "report row")?,
+            None => Totals::default(),
+        })
+    }
+
+    /// The network totals as this transaction has them so far.
+    fn all(&self) -> Result<Totals, StoreError> {
+        if let Some(all) = &self.all_held {
+            return Ok(all.clone());
+        }
+        Ok(match self.totals.get(ALL)? {
+            Some(v) => schema::decode_view(v.value(), "report totals")?,
+            None => Totals::default(),
         })
     }
 
@@ -198,30 +248,20 @@ impl<'t> ReportTables<'t> {
         let mut merged = Vec::with_capacity(rows.len());
         for (key, t) in rows {
             let k = row_key(key);
-            let mut row: Totals = match self.rows.get(k.as_slice())? {
-                Some(v) => schema::decode_view(v.value(), "report row")?,
-                None => Totals::default(),
-            };
+            let mut row = self.row(&k)?;
             if let Err(err) = row.merge(t) {
                 return Ok(Err(format!("report row {k:?}: {err}")));
             }
             merged.push((k, row));
         }
         if let Some((_, t)) = rows.iter().find(|(k, _)| k.dim == Dim::Site) {
-            let mut all: Totals = match self.totals.get(ALL)? {
-                Some(v) => schema::decode_view(v.value(), "report totals")?,
-                None => Totals::default(),
-            };
+            let mut all = self.all()?;
             if let Err(err) = all.merge(t) {
                 return Ok(Err(format!("network totals: {err}")));
             }
-            self.totals
-                .insert(ALL, schema::encode_view(&all).as_slice())?;
+            self.all_held = Some(all);
         }
-        for (k, row) in merged {
-            self.rows
-                .insert(k.as_slice(), schema::encode_view(&row).as_slice())?;
-        }
+        self.rows_held.extend(merged);
         Ok(Ok(()))
     }
 
@@ -284,28 +324,25 @@ impl<'t> ReportTables<'t> {
         t: &Totals,
     ) -> Result<Result<(), cardmesh_model::money::MoneyError>, StoreError> {
         let k = row_key(key);
-        let mut row: Totals = match self.rows.get(k.as_slice())? {
-            Some(v) => schema::decode_view(v.value(), "report row")?,
-            None => Totals::default(),
-        };
+        let mut row = self.row(&k)?;
         if let Err(e) = row.merge(t) {
             return Ok(Err(e));
         }
-        self.rows
-            .insert(k.as_slice(), schema::encode_view(&row).as_slice())?;
+        self.rows_held.insert(k, row);
         Ok(Ok(()))
     }
 
     fn touch(&mut self, site: &SiteId, hlc: Hlc, now_ms: u64) -> Result<(), StoreError> {
-        let mut f: Freshness = match self.freshness.get(site.as_str())? {
-            Some(v) => schema::decode_view(v.value(), "freshness")?,
-            None => Freshness::default(),
+        let f = match self.freshness_held.entry(site.clone()) {
+            Slot::Occupied(held) => held.into_mut(),
+            Slot::Vacant(slot) => slot.insert(match self.freshness.get(site.as_str())? {
+                Some(v) => schema::decode_view(v.value(), "freshness")?,
+                None => Freshness::default(),
+            }),
         };
         f.received_ms = f.received_ms.max(now_ms);
         f.newest = f.newest.max(hlc);
         f.entries += 1;
-        self.freshness
-            .insert(site.as_str(), schema::encode_view(&f).as_slice())?;
         Ok(())
     }
 

@@ -196,6 +196,7 @@ fn commit(
             docs,
             node,
         } = ctx;
+        tables.reports.flush()?;
         docs.flush(&mut tables.docs, &mut tables.doc_changes)?;
         if node.hlc != hlc_before {
             tables
