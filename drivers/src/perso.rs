@@ -169,6 +169,11 @@ impl TransportKey {
         TransportKey(master)
     }
 
+    /// The raw bytes, for sealing into a store. Never print or log them.
+    pub fn expose_secret(&self) -> &[u8; 16] {
+        self.0.expose_secret()
+    }
+
     /// Key check value, to compare with the one the manufacturer printed.
     pub fn kcv(&self) -> [u8; 3] {
         self.0.kcv()
