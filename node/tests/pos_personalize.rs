@@ -292,3 +292,101 @@ fn card_removed_mid_personalization_is_personalized_again_from_the_start() {
         Some(&CardStatus::Blank)
     );
 }
+
+fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(cardmesh())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_cli_imports_the_batch_key_makes_a_blank_card_and_personalizes_it() {
+    let Net {
+        hq, hq_dir, tmp, ..
+    } = Net::create();
+    // The child processes open HQ's store.
+    drop(hq);
+    let dir = tmp.path();
+    let key_hex = "62617463682D323032362D31312D746B";
+    let kcv: String = batch_key()
+        .kcv()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let key_file = dir.join("batch.key");
+    std::fs::write(&key_file, format!("# batch 2026-11\n{key_hex}\n{kcv}\n")).unwrap();
+    let (data, key_path) = (hq_dir.path().to_str().unwrap(), key_file.to_str().unwrap());
+    let card = dir.join("new.card");
+    let card = card.to_str().unwrap();
+
+    let out = run_ok(&["keys", "import-transport", key_path, "--data", data]);
+    assert!(out.contains(&kcv), "{out}");
+    assert!(!out.contains(key_hex), "the key is never printed");
+    run_ok(&[
+        "blank-card",
+        card,
+        "--serial",
+        "C0FFEE0000000009",
+        "--transport-key",
+        key_path,
+    ]);
+    let pos = |args: &[&str]| {
+        let mut all = vec!["pos", "--data", data, "--terminal", HQ_TERMINAL];
+        all.extend_from_slice(args);
+        run(&all)
+    };
+    assert!(
+        pos(&["login", "hq-admin", "--pin", "9999"])
+            .status
+            .success()
+    );
+    let personalize = [
+        "personalize",
+        "--card-file",
+        card,
+        "--expiry",
+        "2031-12-31",
+        "--class",
+        "gold",
+        "--pin",
+        CARD_PIN,
+    ];
+    let out = pos(&personalize);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("card 0000000000010001 personalized (chip C0FFEE0000000009)"),
+        "{stdout}"
+    );
+    let again = pos(&personalize);
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already personalized"), "{stderr}");
+
+    let out = pos(&["issuance", "--card", "0000000000010001"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("primary issue: personalized at hq, class gold, expires 2031-12-31"),
+        "{stdout}"
+    );
+}
