@@ -132,21 +132,27 @@ impl IssuerFile {
         b
     }
 
-    /// Parses the layout; `None` unless every fixed byte is as cardmesh writes it and
-    /// both dates are real BCD dates with the issue date not after the expiry.
+    /// Reads the fields of any 30 bytes, as a terminal reads a card's FCI (a card's
+    /// dates are the card's business: an expired card must still be read).
     pub fn from_bytes(b: &[u8]) -> Option<IssuerFile> {
         let b: &[u8; 30] = b.try_into().ok()?;
+        Some(IssuerFile {
+            asn: Asn(b[12..20].try_into().ok()?),
+            issue_date: b[20..24].try_into().ok()?,
+            expiry: b[24..28].try_into().ok()?,
+            card_class: b[28],
+        })
+    }
+
+    /// What a blank card accepts in UPDATE BINARY: every fixed byte as cardmesh writes
+    /// it, and both dates real BCD dates with the issue date not after the expiry.
+    pub fn parse_strict(b: &[u8]) -> Option<IssuerFile> {
+        let f = IssuerFile::from_bytes(b)?;
         let fixed = b[0..8] == ISSUER_ID
             && b[8] == P2_EPURSE
             && b[9] == KEY_VERSION
             && b[10..12] == [0, 0]
             && b[29] == 0;
-        let f = IssuerFile {
-            asn: Asn(b[12..20].try_into().ok()?),
-            issue_date: b[20..24].try_into().ok()?,
-            expiry: b[24..28].try_into().ok()?,
-            card_class: b[28],
-        };
         (fixed && bcd_date(&f.issue_date) && bcd_date(&f.expiry) && f.issue_date <= f.expiry)
             .then_some(f)
     }
@@ -426,17 +432,22 @@ mod tests {
     }
 
     #[test]
-    fn issuer_file_round_trips_and_rejects_foreign_layouts() {
+    fn issuer_file_round_trips_and_a_blank_card_rejects_foreign_layouts() {
         let b = file().to_bytes();
-        assert_eq!(IssuerFile::from_bytes(&b), Some(file()));
+        assert_eq!(IssuerFile::parse_strict(&b), Some(file()));
         for (i, v) in [(0, 1), (8, 0x01), (9, 0x02), (10, 1), (29, 1), (22, 0x13)] {
             let mut bad = b;
             bad[i] = v;
-            assert_eq!(IssuerFile::from_bytes(&bad), None, "byte {i} = {v:02X}");
+            assert_eq!(IssuerFile::parse_strict(&bad), None, "byte {i} = {v:02X}");
         }
         let mut backwards = file();
         backwards.expiry = [0x20, 0x20, 0x01, 0x01];
-        assert_eq!(IssuerFile::from_bytes(&backwards.to_bytes()), None);
+        assert_eq!(IssuerFile::parse_strict(&backwards.to_bytes()), None);
+        assert_eq!(
+            IssuerFile::from_bytes(&backwards.to_bytes()),
+            Some(backwards),
+            "a terminal still reads an expired card"
+        );
         assert_eq!(IssuerFile::from_bytes(&b[..29]), None);
     }
 

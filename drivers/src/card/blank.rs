@@ -282,7 +282,7 @@ impl Blank {
                 if data.len() != 30 {
                     return Err(sw::WRONG_LENGTH);
                 }
-                self.state.issuer = Some(IssuerFile::from_bytes(data).ok_or(sw::WRONG_DATA)?);
+                self.state.issuer = Some(IssuerFile::parse_strict(data).ok_or(sw::WRONG_DATA)?);
             }
             SFI_PURSE_PARAMS => {
                 let max: [u8; 4] = data.try_into().map_err(|_| sw::WRONG_LENGTH)?;
