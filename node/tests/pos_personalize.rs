@@ -76,7 +76,7 @@ fn blank_card_is_personalized_sold_loaded_and_spent_with_ledger_equal_to_card() 
     let hq = hq_pos(&net, &batch_key());
     let mut purse = EPurse::new(MemoryReader::new(blank_chip(1)));
     let done = hq.personalize(&mut purse, &order()).unwrap();
-    assert_eq!(done.serial, serial(1));
+    assert_eq!(done.serial, Some(serial(1)));
     assert_eq!(
         done.asn.to_string(),
         "0000000000010001",
@@ -377,6 +377,43 @@ fn the_cli_imports_the_batch_key_makes_a_blank_card_and_personalizes_it() {
     assert!(!again.status.success());
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("already personalized"), "{stderr}");
+
+    // Killed after the chip was done, before its registry entry: presenting the chip
+    // again records it.
+    let second = dir.join("second.card");
+    let second = second.to_str().unwrap();
+    run_ok(&[
+        "blank-card",
+        second,
+        "--serial",
+        "C0FFEE0000000010",
+        "--transport-key",
+        key_path,
+    ]);
+    let mut retry = personalize;
+    retry[2] = second;
+    let mut killed = std::process::Command::new(cardmesh())
+        .args(["pos", "--data", data, "--terminal", HQ_TERMINAL])
+        .args(retry)
+        .env("CARDMESH_POS_STOP_AT", "personalize:chip-done")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(killed.stderr.take().unwrap()));
+    assert!(lines.any(|l| l.unwrap().contains("stopped at step personalize:chip-done")));
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let out = pos(&retry);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("card 0000000000010002 was personalized here before a crash: now recorded"),
+        "{stdout}"
+    );
 
     let out = pos(&["issuance", "--card", "0000000000010001"]);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -22,6 +22,11 @@ pub fn card_number(terminal: TerminalId, n: u64) -> Option<CardAsn> {
     Some(CardAsn(asn))
 }
 
+/// Whether `asn` is one of the first `last` numbers of `terminal`.
+pub fn is_numbered_by(asn: CardAsn, terminal: TerminalId, last: u64) -> bool {
+    (1..=last.min(PER_TERMINAL)).any(|n| card_number(terminal, n) == Some(asn))
+}
+
 /// The name of the durable counter of `terminal`'s card numbers in the store.
 pub fn counter_name(terminal: TerminalId) -> String {
     format!("pos/card-numbers/{terminal}")
@@ -58,5 +63,8 @@ mod tests {
         assert!(a.iter().all(|x| !b.contains(x)));
         assert_eq!(card_number(t("000000000301"), 0), None);
         assert_eq!(card_number(t("000000000301"), PER_TERMINAL + 1), None);
+        assert!(is_numbered_by(a[41], t("000000000301"), 42));
+        assert!(!is_numbered_by(a[42], t("000000000301"), 42));
+        assert!(!is_numbered_by(a[0], t("000000000302"), PER_TERMINAL));
     }
 }

@@ -478,12 +478,14 @@ pub fn run(args: PosArgs, clock: Arc<dyn Clock>) -> Result<()> {
             };
             let mut purse = open_purse(&card)?;
             let done = pos.personalize(&mut purse, &order)?;
+            let how = match done.serial {
+                Some(chip) => format!("personalized (chip {chip})"),
+                None => "was personalized here before a crash: now recorded".into(),
+            };
             println!(
-                "card {} personalized (chip {}): class {}, expires {} (entry {}:{}); sell it with `issue`",
+                "card {} {how}: class {}, registry entry {}:{}; sell it with `issue`",
                 done.asn,
-                done.serial,
                 order.class,
-                order.expiry,
                 done.entry.origin.short(),
                 done.entry.seq
             );

@@ -6,7 +6,10 @@
 //!
 //! A chip pulled mid-way is still blank (the card writes nothing permanent until END
 //! PERSONALIZATION): personalizing it again starts over with a fresh number; the number
-//! of the attempt that failed is simply never used.
+//! of the attempt that failed is simply never used. If the node dies after the chip
+//! ended personalization but before the registry entry, presenting the chip again at
+//! the same terminal records it (the chip carries one of this terminal's numbers that
+//! the registry does not know).
 
 use super::card_numbers::{self, card_number};
 use super::operators::Operation;
@@ -36,7 +39,8 @@ pub struct CardOrder {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Personalized {
     pub asn: CardAsn,
-    pub serial: ChipSerial,
+    /// The chip's serial; `None` when an interrupted personalization was only recorded.
+    pub serial: Option<ChipSerial>,
     /// The registry entry recording the primary issue.
     pub entry: EntryRef,
 }
@@ -46,6 +50,19 @@ fn bcd_day(d: BusinessDay) -> [u8; 4] {
     let n = d.ymd();
     let digit = |i: u32| (n / 10u32.pow(7 - i) % 10) as u8;
     [0, 2, 4, 6].map(|i| (digit(i) << 4) | digit(i + 1))
+}
+
+/// The day of the card's 4 BCD bytes `YYYYMMDD`; `None` if they are not BCD.
+fn day_of_bcd(b: [u8; 4]) -> Option<BusinessDay> {
+    let n = b.iter().try_fold(0u32, |acc, x| {
+        let (hi, lo) = (x >> 4, x & 0x0F);
+        (hi <= 9 && lo <= 9).then(|| acc * 100 + u32::from(hi) * 10 + u32::from(lo))
+    })?;
+    Some(BusinessDay {
+        year: (n / 10_000) as u16,
+        month: (n / 100 % 100) as u8,
+        day: (n % 100) as u8,
+    })
 }
 
 impl Pos {
@@ -69,6 +86,11 @@ impl Pos {
             .ok_or(PosError::Keys(crate::keys::KeyError::NoTransportKey))?;
         match purse.select() {
             Err(EpurseError::NotPersonalized) => {}
+            Ok(info) if self.interrupted_here(card_asn(&info))? => {
+                // The chip is the truth about what was written into it.
+                let expiry = day_of_bcd(info.expiry).unwrap_or(order.expiry);
+                return self.record(card_asn(&info), None, &order.class, expiry);
+            }
             Ok(info) => {
                 self.refused(&session.operator, WHAT, "card already personalized")?;
                 return Err(PosError::AlreadyPersonalized(card_asn(&info)));
@@ -113,19 +135,41 @@ impl Pos {
                 return Err(e.into());
             }
         }
+        self.stops.at("personalize:chip-done");
+        self.record(asn, Some(status.serial), &order.class, order.expiry)
+    }
+
+    /// Records the primary issue in the registry.
+    fn record(
+        &self,
+        asn: CardAsn,
+        serial: Option<ChipSerial>,
+        class: &MemberClass,
+        expiry: BusinessDay,
+    ) -> Result<Personalized, PosError> {
         let entry = self.store.append_local(Body::CardRegistry(CardEvent {
             asn,
             change: CardChange::Personalized {
-                class: order.class.clone(),
-                expiry: order.expiry,
+                class: class.clone(),
+                expiry,
                 issuer: self.site.clone(),
             },
         }))?;
         Ok(Personalized {
             asn,
-            serial: status.serial,
+            serial,
             entry: entry.entry_ref(),
         })
+    }
+
+    /// Whether a personalized chip is one this terminal made whose registry entry was
+    /// never written (the node died in between).
+    fn interrupted_here(&self, asn: CardAsn) -> Result<bool, PosError> {
+        let last = self
+            .store
+            .counter(&card_numbers::counter_name(self.terminal))?;
+        Ok(card_numbers::is_numbered_by(asn, self.terminal, last)
+            && self.store.card(&asn)?.is_none())
     }
 
     /// The next card number of this terminal, skipping any the registry already knows
@@ -149,12 +193,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn day_is_written_as_bcd() {
+    fn day_is_written_and_read_as_bcd() {
         let d = BusinessDay {
             year: 2031,
             month: 12,
             day: 9,
         };
         assert_eq!(bcd_day(d), [0x20, 0x31, 0x12, 0x09]);
+        assert_eq!(day_of_bcd(bcd_day(d)), Some(d));
+        assert_eq!(day_of_bcd([0x20, 0x3A, 0x12, 0x09]), None);
     }
 }

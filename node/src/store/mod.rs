@@ -596,6 +596,14 @@ impl Store {
         })
     }
 
+    /// The last value [`Store::next_counter`] handed out for `name` (0 if none).
+    pub fn counter(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .config_get(name)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
     pub fn config_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.read()?;
         let config = txn.open_table(CONFIG)?;
