@@ -25,6 +25,44 @@
 //!   The record of the last lock stays readable after the unlock, with status 00.
 //! - Transaction log record (23 bytes, record 1 = latest): counter(2) overdraft(3)
 //!   amount(4) type(1) termId(6) date(4) time(3).
+//!
+//! # Blank chips and personalization (primary issue)
+//!
+//! A chip can also be created blank ([`VirtualCard::blank`]), as the manufacturer
+//! delivers it: life cycle "pre-personalization", a chip serial number and a transport
+//! key `TK = 3DES diversification of the transport master key by the serial` (the
+//! master comes with the batch). A blank chip answers only:
+//!
+//! | command | C-APDU | data | response / status words |
+//! |---|---|---|---|
+//! | SELECT | `00 A4 04 00 07 AID` | | FCI `6F [84 AID]` without issuer data |
+//! | GET CHALLENGE | `00 84 00 00 04` | | random(4), good for the next command only |
+//! | GET DATA (status) | `80 CA DF 01 0B` | | life cycle(1) (07 blank, 83 transport locked) serial(8) transport tries left(1) written(1) |
+//! | EXTERNAL AUTHENTICATE | `00 82 00 00 08` | `3DES_TK(challenge ‖ 00000000)` | 63Cx wrong (x tries left), 6983 locked, 6984 no challenge |
+//! | WRITE KEY | `84 D4 00 type Lc` | `ENC ‖ MAC` | 6988 bad MAC, 6A88 unknown type, 6A80 bad value |
+//! | UPDATE BINARY | `04 D6 80+SFI 00 Lc` | `file ‖ MAC` | whole file at offset 0; 6A82 unknown file |
+//! | END PERSONALIZATION (SET STATUS) | `84 F0 40 0F 04` | `MAC` | 6985 while a key or file is missing |
+//!
+//! Everything else (every money, PIN, log, grey-lock and block command) is refused with
+//! 6985; commands before SELECT with 6985. WRITE KEY, UPDATE BINARY and END need a
+//! successful EXTERNAL AUTHENTICATE since the last SELECT or reset (else 6982) and a
+//! GET CHALLENGE just before (else 6984). Their MAC is ISO 9797-1 alg. 3 under TK over
+//! `CLA INS P1 P2 Lc data` (Lc counting the MAC), IV = challenge ‖ 00000000; a bad
+//! MAC answers 6988 and writes nothing. ENC (WRITE KEY) is `L ‖ value` padded 80 00..,
+//! 3DES-ECB under TK. Key types (P2 of WRITE KEY, "written" bit): 3E purchase DPK (01),
+//! 3F load DLK (02), 34 TAC DTK (04), 37 PIN unblock DPUK (08), 36 maintenance DAMK
+//! (10), 3A cardholder PIN as BCD, F-padded (20). Files: EF 0015, the issuer file (30
+//! bytes, the FCI's 9F0C, layout in [`crate::perso::IssuerFile`]; bit 40) and EF 0019,
+//! cardmesh's purse parameters: maximum balance(4), fen (bit 80). Three wrong
+//! cryptograms lock the transport key for good (6983 to every later EXTERNAL
+//! AUTHENTICATE); a right one restores the count. There is no holder file: the holder
+//! lives in the network's card registry, not on the chip.
+//!
+//! Each change (tries, a key, a file) is written to the state file before the answer,
+//! so a chip pulled mid-way is still blank with what it had, and can be personalized
+//! again from the start. END PERSONALIZATION writes the card exactly as
+//! [`VirtualCard::create`] would from the same [`Personalization`]; the blank state,
+//! with the transport key, is gone.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -39,9 +77,16 @@ use crate::constants::{
 use crate::crypto::{self, Key8, Key16, mac_eq};
 use crate::keys::CardKeys;
 use crate::persist::{self, StateFileError};
-use crate::types::{Asn, BcdDateTime, Mac4, Pin, TerminalId};
+use crate::perso::IssuerFile;
+use crate::types::{Asn, BcdDateTime, ChipSerial, Mac4, Pin, TerminalId};
+
+mod blank;
+use blank::{Blank, Step};
 
 const MAGIC: &[u8; 8] = b"CMCARD01";
+/// A blank chip's state file has its own magic, so a personalized card's file keeps
+/// exactly the layout it always had.
+const BLANK_MAGIC: &[u8; 8] = b"CMBLANK1";
 
 /// What is written into a card when it is issued.
 #[derive(Debug, Clone)]
@@ -164,8 +209,19 @@ enum Session {
 
 /// A virtual e-purse card. See the module docs for its behaviour.
 pub struct VirtualCard {
-    state: CardState,
+    chip: Chip,
     file: Option<PathBuf>,
+}
+
+/// The two lives of a chip: blank (only personalization) and personalized (e-purse).
+enum Chip {
+    Blank(Blank),
+    Personalized(App),
+}
+
+/// The personalized e-purse application: persistent state and volatile session.
+struct App {
+    state: CardState,
     selected: bool,
     pin_verified: bool,
     session: Option<Session>,
@@ -178,68 +234,143 @@ impl VirtualCard {
     /// Issues a card that lives in memory only.
     pub fn new(p: Personalization) -> VirtualCard {
         VirtualCard {
-            state: CardState {
-                asn: p.asn,
-                keys: p.keys,
-                pin: p.pin,
-                pin_tries_left: PIN_TRIES,
-                issue_date: p.issue_date,
-                expiry: p.expiry,
-                card_class: p.card_class,
-                max_balance: p.max_balance,
-                balance: 0,
-                online_ctr: 0,
-                offline_ctr: 0,
-                log: VecDeque::new(),
-                last_load: None,
-                last_offline: None,
-                grey: None,
-                app_blocked: false,
-                card_blocked: false,
-            },
+            chip: Chip::Personalized(App::new(p)),
             file: None,
-            selected: false,
-            pin_verified: false,
-            session: None,
-            challenge: None,
         }
     }
 
     /// Issues a card whose state lives in `path` (created or overwritten now).
     pub fn create(path: &Path, p: Personalization) -> Result<VirtualCard, StateFileError> {
-        let mut card = VirtualCard::new(p);
-        persist::save(path, MAGIC, &card.state)?;
-        card.file = Some(path.to_owned());
-        Ok(card)
+        let app = App::new(p);
+        persist::save(path, MAGIC, &app.state)?;
+        Ok(VirtualCard {
+            chip: Chip::Personalized(app),
+            file: Some(path.to_owned()),
+        })
+    }
+
+    /// A blank chip as the manufacturer delivers it, in memory only: its serial number
+    /// and its transport key ([`crate::perso::transport_key`] of the batch's master).
+    pub fn blank(serial: ChipSerial, transport_key: Key16) -> VirtualCard {
+        VirtualCard {
+            chip: Chip::Blank(Blank::new(serial, transport_key)),
+            file: None,
+        }
+    }
+
+    /// A blank chip whose state lives in `path` (created or overwritten now).
+    pub fn create_blank(
+        path: &Path,
+        serial: ChipSerial,
+        transport_key: Key16,
+    ) -> Result<VirtualCard, StateFileError> {
+        let blank = Blank::new(serial, transport_key);
+        persist::save(path, BLANK_MAGIC, &blank.state)?;
+        Ok(VirtualCard {
+            chip: Chip::Blank(blank),
+            file: Some(path.to_owned()),
+        })
     }
 
     /// Picks up a card from its state file, e.g. one carried over from another node.
     pub fn open(path: &Path) -> Result<VirtualCard, StateFileError> {
-        let state = persist::load(path, MAGIC, "virtual card")?;
-        let mut card = VirtualCard::new_from_state(state);
-        card.file = Some(path.to_owned());
-        Ok(card)
+        let chip =
+            match persist::load(path, MAGIC, "virtual card") {
+                Ok(state) => Chip::Personalized(App::from_state(state)),
+                Err(StateFileError::Corrupt { .. }) => Chip::Blank(Blank::from_state(
+                    persist::load(path, BLANK_MAGIC, "virtual card")?,
+                )),
+                Err(e) => return Err(e),
+            };
+        Ok(VirtualCard {
+            chip,
+            file: Some(path.to_owned()),
+        })
     }
 
-    fn new_from_state(state: CardState) -> VirtualCard {
-        VirtualCard {
+    /// The card number; `None` while the chip is blank.
+    pub fn asn(&self) -> Option<Asn> {
+        match &self.chip {
+            Chip::Personalized(app) => Some(app.state.asn),
+            Chip::Blank(_) => None,
+        }
+    }
+
+    /// The balance in fen, as the chip holds it (for tests and the demo's card view);
+    /// 0 while the chip is blank.
+    pub fn balance(&self) -> u32 {
+        match &self.chip {
+            Chip::Personalized(app) => app.state.balance,
+            Chip::Blank(_) => 0,
+        }
+    }
+
+    /// Handles one command of a blank chip; on END PERSONALIZATION the chip becomes
+    /// the personalized card, written to its file before it answers.
+    fn process_blank(&mut self, c_apdu: &[u8]) -> Vec<u8> {
+        let Chip::Blank(blank) = &mut self.chip else {
+            unreachable!("only called on a blank chip");
+        };
+        let before = blank.state.clone();
+        let (out, sw, done) = match blank.process(c_apdu) {
+            Ok(Step::Answer(data)) => (data, sw::OK, None),
+            Ok(Step::Personalized(p)) => (Vec::new(), sw::OK, Some(p)),
+            Err(sw) => (Vec::new(), sw, None),
+        };
+        let saved = match (&done, &self.file) {
+            (Some(p), Some(path)) => persist::save(path, MAGIC, &App::new(p.clone()).state),
+            (None, Some(path)) if blank.state != before => {
+                persist::save(path, BLANK_MAGIC, &blank.state)
+            }
+            _ => Ok(()),
+        };
+        if saved.is_err() {
+            blank.state = before;
+            return sw::MEMORY_FAILURE.to_be_bytes().to_vec();
+        }
+        if let Some(p) = done {
+            // SET STATUS does not deselect: the terminal may go on with the e-purse.
+            let mut app = App::new(p);
+            app.selected = true;
+            self.chip = Chip::Personalized(app);
+        }
+        let mut out = out;
+        out.extend_from_slice(&sw.to_be_bytes());
+        out
+    }
+}
+
+impl App {
+    fn new(p: Personalization) -> App {
+        App::from_state(CardState {
+            asn: p.asn,
+            keys: p.keys,
+            pin: p.pin,
+            pin_tries_left: PIN_TRIES,
+            issue_date: p.issue_date,
+            expiry: p.expiry,
+            card_class: p.card_class,
+            max_balance: p.max_balance,
+            balance: 0,
+            online_ctr: 0,
+            offline_ctr: 0,
+            log: VecDeque::new(),
+            last_load: None,
+            last_offline: None,
+            grey: None,
+            app_blocked: false,
+            card_blocked: false,
+        })
+    }
+
+    fn from_state(state: CardState) -> App {
+        App {
             state,
-            file: None,
             selected: false,
             pin_verified: false,
             session: None,
             challenge: None,
         }
-    }
-
-    /// The card number.
-    pub fn asn(&self) -> Asn {
-        self.state.asn
-    }
-
-    /// The balance in fen, as the chip holds it (for tests and the demo's card view).
-    pub fn balance(&self) -> u32 {
-        self.state.balance
     }
 
     /// Runs one command and returns its data and status word.
@@ -296,26 +427,14 @@ impl VirtualCard {
 
     fn fci(&self) -> Vec<u8> {
         let s = &self.state;
-        let mut issuer = Vec::with_capacity(30);
-        issuer.extend_from_slice(&[0; 8]);
-        issuer.push(P2_EPURSE);
-        issuer.push(KEY_VERSION);
-        issuer.extend_from_slice(&[0, 0]);
-        issuer.extend_from_slice(&s.asn.0);
-        issuer.extend_from_slice(&s.issue_date);
-        issuer.extend_from_slice(&s.expiry);
-        issuer.push(s.card_class);
-        issuer.push(0);
-        let mut a5 = vec![0x9F, 0x0C, issuer.len() as u8];
-        a5.extend_from_slice(&issuer);
-        let mut body = vec![0x84, EPURSE_AID.len() as u8];
-        body.extend_from_slice(EPURSE_AID);
-        body.push(0xA5);
-        body.push(a5.len() as u8);
-        body.extend_from_slice(&a5);
-        let mut fci = vec![0x6F, body.len() as u8];
-        fci.extend_from_slice(&body);
-        fci
+        let issuer = IssuerFile {
+            asn: s.asn,
+            issue_date: s.issue_date,
+            expiry: s.expiry,
+            card_class: s.card_class,
+        }
+        .to_bytes();
+        fci(Some(&issuer))
     }
 
     fn select(&mut self, c: &Command) -> Reply {
@@ -806,29 +925,55 @@ pub(crate) fn random4() -> Result<[u8; 4], u16> {
     Ok(r)
 }
 
+/// The FCI of the e-purse: `6F [84 AID] [A5 [9F0C issuer file]]`; a blank chip has no
+/// issuer file yet and answers only `6F [84 AID]`.
+fn fci(issuer: Option<&[u8; 30]>) -> Vec<u8> {
+    let mut body = vec![0x84, EPURSE_AID.len() as u8];
+    body.extend_from_slice(EPURSE_AID);
+    if let Some(issuer) = issuer {
+        let mut a5 = vec![0x9F, 0x0C, issuer.len() as u8];
+        a5.extend_from_slice(issuer);
+        body.push(0xA5);
+        body.push(a5.len() as u8);
+        body.extend_from_slice(&a5);
+    }
+    let mut fci = vec![0x6F, body.len() as u8];
+    fci.extend_from_slice(&body);
+    fci
+}
+
 impl ApduProcessor for VirtualCard {
     fn atr(&self) -> Vec<u8> {
         atr_with_history(b"CMEPURSE")
     }
 
     fn reset(&mut self) {
-        self.selected = false;
-        self.pin_verified = false;
-        self.session = None;
-        self.challenge = None;
+        match &mut self.chip {
+            Chip::Personalized(app) => {
+                app.selected = false;
+                app.pin_verified = false;
+                app.session = None;
+                app.challenge = None;
+            }
+            Chip::Blank(blank) => blank.reset(),
+        }
     }
 
     fn process(&mut self, c_apdu: &[u8]) -> Vec<u8> {
-        let before = self.state.clone();
-        let (mut out, sw) = self.dispatch(c_apdu);
-        if self.state != before
+        let app = match &mut self.chip {
+            Chip::Personalized(app) => app,
+            Chip::Blank(_) => return self.process_blank(c_apdu),
+        };
+        let before = app.state.clone();
+        let (mut out, sw) = app.dispatch(c_apdu);
+        if app.state != before
             && let Some(path) = &self.file
-            && persist::save(path, MAGIC, &self.state).is_err()
+            && persist::save(path, MAGIC, &app.state).is_err()
         {
             // The chip could not write its memory: roll back so the answer and the
             // stored state agree, and tell the terminal nothing happened.
-            self.state = before;
-            self.session = None;
+            app.state = before;
+            app.session = None;
             return sw::MEMORY_FAILURE.to_be_bytes().to_vec();
         }
         out.extend_from_slice(&sw.to_be_bytes());

@@ -63,6 +63,10 @@ pub const TX_LOG_LEN: usize = 10;
 /// Wrong PIN presentations before the PIN blocks.
 pub const PIN_TRIES: u8 = 3;
 
+/// Wrong transport-key cryptograms (EXTERNAL AUTHENTICATE) before a blank card locks
+/// its transport key for good.
+pub const TRANSPORT_TRIES: u8 = 3;
+
 /// Status words. `9000` and the PBOC-specific ones come from the reference; the ISO
 /// ones mark what cardmesh decided where the reference is silent.
 pub mod sw {
@@ -106,6 +110,16 @@ pub mod sw {
     pub const INS_NOT_SUPPORTED: u16 = 0x6D00;
     /// Class not supported.
     pub const CLA_NOT_SUPPORTED: u16 = 0x6E00;
+    /// Secure messaging: the MAC of a personalization command (WRITE KEY, UPDATE
+    /// BINARY, END PERSONALIZATION) is wrong; nothing was written.
+    pub const SM_MAC_INCORRECT: u16 = 0x6988;
+    /// Wrong transport-key cryptogram; the low nibble of `63Cx` is the tries left.
+    pub const WRONG_CRYPTOGRAM_BASE: u16 = 0x63C0;
+    /// The transport key is locked after too many wrong cryptograms: the blank card can
+    /// never be personalized.
+    pub const AUTH_BLOCKED: u16 = 0x6983;
+    /// GET DATA of a tag the card does not hold, or WRITE KEY of an unknown key type.
+    pub const DATA_NOT_FOUND: u16 = 0x6A88;
     /// Persistent memory (the card's state file) could not be written; nothing changed.
     pub const MEMORY_FAILURE: u16 = 0x6581;
 }

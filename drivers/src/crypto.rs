@@ -49,6 +49,14 @@ impl Key16 {
         b.into()
     }
 
+    /// 3DES (EDE, K1 K2 K1) decryption of one block.
+    pub fn decrypt(&self, block: [u8; 8]) -> [u8; 8] {
+        let cipher = TdesEde2::new(&self.0.into());
+        let mut b = block.into();
+        cipher.decrypt_block(&mut b);
+        b.into()
+    }
+
     /// Key check value: the first 3 bytes of `3DES_K(00 x 8)`. Safe to show.
     pub fn kcv(&self) -> [u8; 3] {
         let e = self.encrypt([0; 8]);
@@ -57,8 +65,14 @@ impl Key16 {
 
     /// The card key diversified from this master key: `3DES(ASN) || 3DES(ASN xor FF..)`.
     pub fn diversify(&self, asn: &Asn) -> Key16 {
-        let left = self.encrypt(asn.0);
-        let right = self.encrypt(asn.0.map(|b| !b));
+        self.diversify_by(asn.0)
+    }
+
+    /// The same diversification by any 8-byte factor (a blank chip's transport key is
+    /// diversified by its chip serial number).
+    pub fn diversify_by(&self, factor: [u8; 8]) -> Key16 {
+        let left = self.encrypt(factor);
+        let right = self.encrypt(factor.map(|b| !b));
         let mut out = [0u8; 16];
         out[..8].copy_from_slice(&left);
         out[8..].copy_from_slice(&right);

@@ -15,6 +15,7 @@ use crate::constants::{
     ALG_ID_3DES, EPURSE_AID, KEY_INDEX, KEY_VERSION, P2_EPURSE, P2_TX_LOG, TX_LOG_LEN, TxType, sw,
 };
 use crate::crypto::{self, Key16, mac_eq};
+use crate::perso::IssuerFile;
 use crate::reader::{CardReader, ReaderError};
 use crate::sam::{Mac1, Mac1Request, Sam, SamError};
 use crate::types::{Asn, BcdDateTime, Mac4, Pin, TerminalId};
@@ -66,6 +67,27 @@ pub enum EpurseError {
     /// The whole card is permanently blocked.
     #[error("the card is permanently blocked")]
     CardBlocked,
+    /// A blank chip: it must be personalized (primary issue) before any other use.
+    #[error(
+        "this card is blank (not personalized): an issuing desk must personalize it first (`cardmesh pos personalize`)"
+    )]
+    NotPersonalized,
+    /// The transport key of this batch does not open the blank chip.
+    #[error(
+        "the blank card refused the transport key ({tries_left} tries left before it locks for good): check that the transport key imported is the one of this card's batch"
+    )]
+    WrongTransportKey {
+        /// Wrong cryptograms left before the chip locks.
+        tries_left: u8,
+    },
+    /// The blank chip's transport key is locked: it can never be personalized.
+    #[error(
+        "this blank card's transport key is locked after too many wrong keys: it can never be personalized, return it to the manufacturer"
+    )]
+    TransportLocked,
+    /// END PERSONALIZATION refused: a key or file is missing on the chip.
+    #[error("the card refused to end personalization: a key or file is missing; run it again")]
+    PersonalizationIncomplete,
     /// Not a cardmesh e-purse card.
     #[error("this card has no cardmesh e-purse application")]
     NotAnEpurse,
@@ -391,13 +413,13 @@ impl<R: CardReader> EPurse<R> {
         self.reader
     }
 
-    fn send(&mut self, c_apdu: &[u8]) -> Result<Response, EpurseError> {
+    pub(crate) fn send(&mut self, c_apdu: &[u8]) -> Result<Response, EpurseError> {
         let raw = self.reader.transmit(c_apdu)?;
         Response::parse(&raw).map_err(|_| EpurseError::MalformedResponse("(any command)"))
     }
 
     /// Sends a command expecting 9000 and exactly `len` data bytes.
-    fn call(
+    pub(crate) fn call(
         &mut self,
         command: &'static str,
         c_apdu: &[u8],
@@ -426,7 +448,14 @@ impl<R: CardReader> EPurse<R> {
             sw::FILE_NOT_FOUND => return Err(EpurseError::NotAnEpurse),
             s => return Err(status_error("SELECT", s)),
         }
-        let info = parse_fci(&r.data).ok_or(EpurseError::MalformedResponse("SELECT"))?;
+        let info = match parse_fci(&r.data) {
+            Some(info) => info,
+            // A blank chip's FCI names the application but carries no issuer data yet.
+            None if tlv(&r.data, 0x6F).and_then(|b| tlv(b, 0x84)) == Some(EPURSE_AID) => {
+                return Err(EpurseError::NotPersonalized);
+            }
+            None => return Err(EpurseError::MalformedResponse("SELECT")),
+        };
         self.info = Some(info);
         if r.sw == sw::SELECTED_FILE_INVALIDATED {
             return Err(EpurseError::ApplicationBlocked {
@@ -1022,12 +1051,12 @@ fn parse_fci(fci: &[u8]) -> Option<CardInfo> {
     let body = tlv(fci, 0x6F)?;
     let a5 = tlv_find(body, 0xA5)?;
     let issuer = tlv_find2(a5, [0x9F, 0x0C])?;
-    let d: &[u8; 30] = issuer.try_into().ok()?;
+    let f = IssuerFile::from_bytes(issuer)?;
     Some(CardInfo {
-        asn: Asn(d[12..20].try_into().ok()?),
-        issue_date: d[20..24].try_into().ok()?,
-        expiry: d[24..28].try_into().ok()?,
-        card_class: d[28],
+        asn: f.asn,
+        issue_date: f.issue_date,
+        expiry: f.expiry,
+        card_class: f.card_class,
     })
 }
 

@@ -9,6 +9,8 @@
 //! - [`persist`]: atomic, fsynced 0600 state files for simulated chips and sequences.
 //! - [`apdu`]: APDU framing and the [`apdu::ApduProcessor`] trait of simulated chips.
 //! - [`card`], [`psam`]: the virtual e-purse card and virtual PSAM (sans-IO).
+//! - [`perso`]: primary issuance, what the issuer and a blank chip agree on and the
+//!   issuer's side of personalizing one.
 //! - [`reader`]: the blocking [`reader::CardReader`] trait with PC/SC, serial and
 //!   in-process implementations; [`vpcd`] plugs a simulated chip into pcscd.
 //! - [`sam`]: the [`sam::Sam`] trait, software SAM and PSAM client.
@@ -28,6 +30,7 @@ pub mod epurse;
 pub mod keys;
 pub mod modem;
 pub mod persist;
+pub mod perso;
 pub mod printer;
 pub mod psam;
 pub mod reader;

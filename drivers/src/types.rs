@@ -12,6 +12,9 @@ pub enum ParseError {
     /// A card number must be 16 hex digits (the 8 bytes used for diversification).
     #[error("card number {0:?} must be 16 hex digits")]
     Asn(String),
+    /// A chip serial number must be 16 hex digits.
+    #[error("chip serial number {0:?} must be 16 hex digits")]
+    ChipSerial(String),
     /// A terminal id must be 12 decimal digits.
     #[error("terminal id {0:?} must be 12 decimal digits")]
     TerminalId(String),
@@ -48,6 +51,34 @@ impl fmt::Display for Asn {
 impl fmt::Debug for Asn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Asn({self})")
+    }
+}
+
+/// Chip serial number: 8 bytes the card manufacturer burns into each chip, readable
+/// before personalization; the transport key of a blank card is diversified by it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ChipSerial(pub [u8; 8]);
+
+impl ChipSerial {
+    /// Parses 16 hex digits.
+    pub fn parse(s: &str) -> Result<ChipSerial, ParseError> {
+        let bytes = hex_bytes(s).ok_or_else(|| ParseError::ChipSerial(s.to_owned()))?;
+        bytes
+            .try_into()
+            .map(ChipSerial)
+            .map_err(|_| ParseError::ChipSerial(s.to_owned()))
+    }
+}
+
+impl fmt::Display for ChipSerial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for ChipSerial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChipSerial({self})")
     }
 }
 

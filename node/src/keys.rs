@@ -1,12 +1,15 @@
 //! Card master keys at rest and in transit. HQ runs the two-person ceremony once; the
 //! master keys are kept in HQ's store sealed to HQ's own node key; `export` seals the
 //! keys a node's role needs to that node, which `import`s them into its own store.
-//! Nothing here prints, logs or stores key material in the clear.
+//! The transport master key of a batch of blank cards comes from the card
+//! manufacturer in a key file; `import_transport` seals it into the issuing node's
+//! store the same way. Nothing here prints, logs or stores key material in the clear.
 
 use crate::seal::{self, Sealed};
 use crate::store::{Store, StoreError};
 use cardmesh_drivers::crypto::Key16;
 use cardmesh_drivers::keys::{KeyComponent, MasterKeys, combine};
+use cardmesh_drivers::perso::TransportKey;
 use cardmesh_model::codec::{self, CodecError, Kind};
 use cardmesh_model::{NodeId, NodeKey, Role};
 use serde::{Deserialize, Serialize};
@@ -14,6 +17,7 @@ use zeroize::Zeroize;
 
 const MASTER: &str = "keys/master";
 const HELD: &str = "keys/held";
+const TRANSPORT: &str = "keys/transport";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -33,6 +37,12 @@ pub enum KeyError {
     HqImport,
     #[error("this key package is for node {0}, not this node")]
     NotForThisNode(String),
+    #[error(
+        "no transport key for blank cards here: import the key file that came with the batch (`cardmesh keys import-transport FILE`)"
+    )]
+    NoTransportKey,
+    #[error("transport key file: {0}")]
+    BadTransportFile(String),
     #[error("sealed keys could not be opened: {0}")]
     Seal(#[from] seal::SealError),
     #[error("key package: {0}")]
@@ -173,7 +183,12 @@ pub fn parse_component(text: &str) -> Result<KeyComponent, KeyError> {
 }
 
 fn seal_keys(to: &NodeId, keys: &HeldKeys) -> Result<Sealed, KeyError> {
-    let mut plain = postcard::to_stdvec(keys).expect("serializing to a Vec cannot fail");
+    let plain = postcard::to_stdvec(keys).expect("serializing to a Vec cannot fail");
+    seal_secret(to, plain)
+}
+
+/// Seals secret bytes to a node, wiping the plain copy.
+fn seal_secret(to: &NodeId, mut plain: Vec<u8>) -> Result<Sealed, KeyError> {
     let mut randomness = [0u8; 56];
     getrandom::fill(&mut randomness).expect("the operating system has no random source");
     let sealed = seal::seal(to, &plain, &randomness);
@@ -270,4 +285,96 @@ pub fn held(store: &Store, key: &NodeKey) -> Result<HeldKeys, KeyError> {
     let bytes = store.config_get(name)?.ok_or(KeyError::NoCeremony)?;
     let sealed: Sealed = codec::decode(Kind::KeyPackage, &bytes)?;
     open_keys(key, &sealed)
+}
+
+/// Parses a manufacturer's transport key file: the 32 hex digits of the transport master
+/// key, optionally followed by its 6-hex-digit KCV, which must then match. Spaces,
+/// newlines and `#` comment lines are ignored.
+pub fn parse_transport_file(text: &str) -> Result<TransportKey, KeyError> {
+    let bad = |why: &str| KeyError::BadTransportFile(why.to_string());
+    let mut digits: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
+        .collect();
+    let result = (|| {
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("only hex digits 0-9 and A-F are allowed"));
+        }
+        let (key, kcv) = match digits.len() {
+            32 => (&digits[..], None),
+            38 => (&digits[..32], Some(&digits[32..])),
+            n => {
+                return Err(bad(&format!(
+                    "expected 32 hex digits (the key) and optionally 6 more (its KCV), got {n}"
+                )));
+            }
+        };
+        let mut bytes = [0u8; 16];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&key[2 * i..2 * i + 2], 16).expect("checked hex");
+        }
+        let transport = TransportKey::new(Key16::from_bytes(bytes));
+        bytes.zeroize();
+        if let Some(kcv) = kcv
+            && !kcv.eq_ignore_ascii_case(&hex(&transport.kcv()))
+        {
+            return Err(bad(
+                "the key does not match its check value (KCV): the file is damaged or mistyped",
+            ));
+        }
+        Ok(transport)
+    })();
+    digits.zeroize();
+    result
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+/// Seals a batch's transport master key into this node's store (replacing the previous
+/// batch's). Returns its KCV, to compare with the manufacturer's.
+pub fn import_transport(
+    store: &Store,
+    key: &NodeKey,
+    transport: &TransportKey,
+) -> Result<[u8; 3], KeyError> {
+    let sealed = seal_secret(&key.node_id(), transport.expose_secret().to_vec())?;
+    store.config_set(TRANSPORT, &codec::encode(Kind::KeyPackage, &sealed))?;
+    Ok(transport.kcv())
+}
+
+/// The transport master key this node holds, if one was imported.
+pub fn transport(store: &Store, key: &NodeKey) -> Result<Option<TransportKey>, KeyError> {
+    let Some(bytes) = store.config_get(TRANSPORT)? else {
+        return Ok(None);
+    };
+    let sealed: Sealed = codec::decode(Kind::KeyPackage, &bytes)?;
+    let plain = zeroize::Zeroizing::new(seal::open(key, &sealed)?);
+    let raw: [u8; 16] = plain.as_slice().try_into().map_err(|_| {
+        KeyError::Codec(CodecError::Corrupt {
+            kind: Kind::KeyPackage,
+            detail: "transport key is not 16 bytes".into(),
+        })
+    })?;
+    Ok(Some(TransportKey::new(Key16::from_bytes(raw))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_file_takes_key_and_checks_its_kcv() {
+        let key = "# batch 7\n0123456789ABCDEF 0123456789ABCDEF\n";
+        let t = parse_transport_file(key).unwrap();
+        let kcv = hex(&t.kcv());
+        assert!(parse_transport_file(&format!("{key}{kcv}\n")).is_ok());
+        let wrong = if kcv == "000000" { "000001" } else { "000000" };
+        let err = parse_transport_file(&format!("{key}{wrong}")).unwrap_err();
+        assert!(err.to_string().contains("KCV"), "{err}");
+        assert!(parse_transport_file("0123").is_err());
+        assert!(parse_transport_file(&"G".repeat(32)).is_err());
+    }
 }

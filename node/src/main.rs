@@ -2,6 +2,8 @@
 //! arguments, calls the library, and prints what a shop manager needs to read.
 
 use anyhow::{Context, Result, bail};
+use cardmesh_drivers::card::VirtualCard;
+use cardmesh_drivers::types::ChipSerial;
 use cardmesh_model::{NodeId, Role, SiteId};
 use cardmesh_node::handle::Running;
 use cardmesh_node::identity::{self, DataDir};
@@ -125,6 +127,19 @@ enum Command {
     },
     /// Point of sale: operator login, purchases, loads, card desk operations.
     Pos(cardmesh_node::pos::cli::PosArgs),
+    /// Make a blank virtual card file, as a card manufacturer delivers a chip: its
+    /// serial number and a transport key diversified from the batch's transport key
+    /// file (demos and tests; personalize it with `cardmesh pos personalize`).
+    BlankCard {
+        /// The card file to create (overwritten if it exists).
+        file: PathBuf,
+        /// The chip serial number, 16 hex digits.
+        #[arg(long, value_parser = ChipSerial::parse)]
+        serial: ChipSerial,
+        /// The batch's transport key file (as `cardmesh keys import-transport` reads).
+        #[arg(long)]
+        transport_key: PathBuf,
+    },
     /// Fuel station: check the `[station]` section of config.toml and its devices.
     Station(cardmesh_node::station::cli::StationArgs),
 }
@@ -189,6 +204,14 @@ enum KeysCommand {
         #[arg(long, default_value = "cardmesh-data")]
         data: PathBuf,
     },
+    /// On an issuing node: seal the transport master key of a batch of blank cards
+    /// (the manufacturer's key file: 32 hex digits, optionally followed by its 6-digit
+    /// KCV) into this node's store, replacing the previous batch's. Prints its KCV only.
+    ImportTransport {
+        file: PathBuf,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
     /// Which keys this node holds (names only).
     Show {
         #[arg(long, default_value = "cardmesh-data")]
@@ -248,6 +271,20 @@ fn keys_command(command: KeysCommand) -> Result<()> {
                 .with_context(|| format!("reading {}", package.display()))?;
             let names = keys::import(&store, &identity::load_key(&dir)?, &bytes)?;
             println!("installed keys: {}", names.join(", "));
+        }
+        KeysCommand::ImportTransport { file, data } => {
+            let dir = DataDir::new(&data);
+            let store = identity::open(&dir, clock())?;
+            let text = keys::KeyComponentInput(
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?,
+            );
+            let transport = keys::parse_transport_file(&text.0)?;
+            let kcv = keys::import_transport(&store, &identity::load_key(&dir)?, &transport)?;
+            println!(
+                "transport key sealed in this node's store; check value {} (compare with the manufacturer's)",
+                hex(&kcv)
+            );
         }
         KeysCommand::Show { data } => {
             let dir = DataDir::new(&data);
@@ -526,6 +563,20 @@ fn main() -> Result<()> {
         }
         Command::Pos(args) => cardmesh_node::pos::cli::run(args, clock())?,
         Command::Station(args) => cardmesh_node::station::cli::run(args)?,
+        Command::BlankCard {
+            file,
+            serial,
+            transport_key,
+        } => {
+            let text = keys::KeyComponentInput(
+                std::fs::read_to_string(&transport_key)
+                    .with_context(|| format!("reading {}", transport_key.display()))?,
+            );
+            let transport = keys::parse_transport_file(&text.0)?;
+            VirtualCard::create_blank(&file, serial, transport.for_chip(&serial))
+                .with_context(|| format!("creating {}", file.display()))?;
+            println!("blank card (chip {serial}) in {}", file.display());
+        }
         Command::Check { data } => {
             let store = identity::open(&DataDir::new(&data), clock())?;
             store

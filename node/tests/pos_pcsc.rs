@@ -1,6 +1,7 @@
 //! The POS through real pcscd: the card and a PSAM are virtual chips in the two vpcd
 //! slots, reached through PC/SC like physical readers. Load, purchase signed by the
-//! PSAM, grey lock and unlock, and a card reported lost that is refused and blocked.
+//! PSAM, grey lock and unlock, a card reported lost that is refused and blocked, and a
+//! blank chip personalized (primary issue) and then used.
 
 mod pos_support;
 
@@ -117,6 +118,84 @@ fn purchase_load_grey_lock_and_lost_card_through_pcscd() {
     drop(sam);
     inserted.remove();
     psam.remove();
+}
+
+/// Primary issue through pcscd: a blank chip file in the card slot, refused with a
+/// wrong batch key (still blank), personalized at HQ with the right one, then sold,
+/// loaded and spent at the desk; the chip's file holds the card afterwards.
+#[test]
+fn blank_card_is_personalized_then_sold_loaded_and_spent_through_pcscd() {
+    use cardmesh_drivers::card::VirtualCard;
+    use cardmesh_drivers::crypto::Key16;
+    use cardmesh_drivers::perso::TransportKey;
+    use cardmesh_drivers::types::ChipSerial;
+    use cardmesh_node::pos::CardOrder;
+    use cardmesh_node::sam::software_sam;
+    let Some(_slots) = VpcdSlots::for_test() else {
+        return;
+    };
+    let net = Net::create();
+    let serial = ChipSerial([0xC0, 0xFF, 0xEE, 0, 0, 0, 0, 0x40]);
+    let batch = TransportKey::new(Key16::from_bytes(*b"batch-2026-11-tk"));
+    let path = net.path("blank.card");
+    VirtualCard::create_blank(&path, serial, batch.for_chip(&serial)).unwrap();
+    let mut card_reader = reader(CARD_READER_NAME);
+    let inserted = VpcdBridge::insert(VirtualCard::open(&path).unwrap(), CARD_SLOT).unwrap();
+    card_reader.wait_for_card(WAIT).unwrap();
+    let mut purse = EPurse::new(card_reader);
+    let order = CardOrder {
+        class: "standard".parse().unwrap(),
+        expiry: cardmesh_model::BusinessDay {
+            year: 2031,
+            month: 12,
+            day: 31,
+        },
+        pin: Pin::parse(CARD_PIN).unwrap(),
+    };
+    let hq_terminal = HQ_TERMINAL.parse().unwrap();
+
+    let other_batch = TransportKey::new(Key16::from_bytes([0x42; 16]));
+    keys::import_transport(&net.hq, &net.hq_key(), &other_batch).unwrap();
+    let hq = Pos::open(&net.hq, &net.hq_key(), hq_terminal, clock()).unwrap();
+    hq.login(&"hq-admin".parse().unwrap(), "9999").unwrap();
+    let err = hq.personalize(&mut purse, &order).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PosError::Card(EpurseError::WrongTransportKey { tries_left: 2 })
+        ),
+        "{err}"
+    );
+    assert!(matches!(purse.select(), Err(EpurseError::NotPersonalized)));
+
+    keys::import_transport(&net.hq, &net.hq_key(), &batch).unwrap();
+    let hq = Pos::open(&net.hq, &net.hq_key(), hq_terminal, clock()).unwrap();
+    let done = hq.personalize(&mut purse, &order).unwrap();
+    assert_eq!(purse.select().unwrap().asn.0, done.asn.0);
+
+    let desk = net.desk();
+    deliver(&net.hq, &desk);
+    let pos = Pos::open(&desk, &net.desk_key(), terminal(), clock()).unwrap();
+    pos.login(&"admin-1".parse().unwrap(), "5555").unwrap();
+    pos.issue(&mut purse, None, "20".parse().unwrap()).unwrap();
+    pos.load(
+        &mut purse,
+        "50".parse().unwrap(),
+        &Pin::parse(CARD_PIN).unwrap(),
+    )
+    .unwrap();
+    let mut sam = software_sam(&desk, &net.desk_key(), terminal()).unwrap();
+    let basket = [BasketLine {
+        product: "cola".parse().unwrap(),
+        quantity: Quantity::pieces(1),
+    }];
+    pos.purchase(&mut purse, &mut sam, &basket, None).unwrap();
+    assert_eq!(purse.balance().unwrap(), 5_000 - 300);
+    drop(purse);
+    inserted.remove();
+    let chip = VirtualCard::open(&path).unwrap();
+    assert_eq!(chip.asn().map(|a| a.0), Some(done.asn.0));
+    assert_eq!(chip.balance(), 4_700);
 }
 
 /// `cardmesh run`'s console sells to whatever card is on the node's PC/SC reader: the

@@ -3,6 +3,7 @@
 //! terminal (in the node's store) until `cardmesh pos logout`.
 
 use super::credit::ManagerCode;
+use super::personalize::CardOrder;
 use super::receipt;
 use super::seq::till_sam;
 use super::terminal::{BasketLine, CardView, Pos, Receipt, Settled};
@@ -15,9 +16,9 @@ use cardmesh_drivers::reader::pcsc::PcscReader;
 use cardmesh_drivers::reader::{CardReader, MemoryReader};
 use cardmesh_drivers::sam::{PsamClient, Sam};
 use cardmesh_drivers::types::Pin;
-use cardmesh_model::body::{Body, Holder};
+use cardmesh_model::body::{Body, CardChange, CardEvent, Holder};
 use cardmesh_model::{
-    BusinessDay, CardAsn, Money, NodeKey, OperatorId, ProductId, Quantity, TerminalId,
+    BusinessDay, CardAsn, MemberClass, Money, NodeKey, OperatorId, ProductId, Quantity, TerminalId,
 };
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -121,6 +122,22 @@ pub enum PosCommand {
         /// Deposit in yuan.
         #[arg(long, default_value = "0")]
         deposit: Money,
+    },
+    /// Primary issue: personalize a blank card from the manufacturer (at HQ, which holds
+    /// the master keys; needs the batch's transport key, `cardmesh keys
+    /// import-transport`). The card gets a new number and is then sold with `issue`.
+    Personalize {
+        #[command(flatten)]
+        card: CardArgs,
+        /// Expiry date, YYYY-MM-DD.
+        #[arg(long)]
+        expiry: String,
+        /// Member class in the card registry, e.g. standard or gold.
+        #[arg(long)]
+        class: MemberClass,
+        /// The initial cardholder PIN.
+        #[arg(long)]
+        pin: String,
     },
     /// Report a named card lost: it is blacklisted on every node.
     ReportLost { card: CardAsn },
@@ -448,6 +465,31 @@ pub fn run(args: PosArgs, clock: Arc<dyn Clock>) -> Result<()> {
             });
             print_receipt(&pos.issue(&mut purse, holder, deposit)?);
         }
+        PosCommand::Personalize {
+            card,
+            expiry,
+            class,
+            pin: p,
+        } => {
+            let order = CardOrder {
+                class,
+                expiry: parse_day(&expiry)?,
+                pin: pin(&p)?,
+            };
+            let mut purse = open_purse(&card)?;
+            let done = pos.personalize(&mut purse, &order)?;
+            let how = match done.serial {
+                Some(chip) => format!("personalized (chip {chip})"),
+                None => "was personalized here before a crash: now recorded".into(),
+            };
+            println!(
+                "card {} {how}: class {}, registry entry {}:{}; sell it with `issue`",
+                done.asn,
+                order.class,
+                done.entry.origin.short(),
+                done.entry.seq
+            );
+        }
         PosCommand::ReportLost { card } => {
             let e = pos.report_lost(card)?;
             println!(
@@ -549,6 +591,23 @@ pub fn run(args: PosArgs, clock: Arc<dyn Clock>) -> Result<()> {
                         .and_then(|r| r.status())
                         .map_or("unknown to the registry".into(), |s| format!("{s:?}"));
                     println!("card {card}: {status}");
+                    if let Some(Body::CardRegistry(CardEvent {
+                        change:
+                            CardChange::Personalized {
+                                class,
+                                expiry,
+                                issuer,
+                            },
+                        ..
+                    })) = h.personalized.as_ref().map(|e| &e.body)
+                    {
+                        let at = h.personalized.as_ref().expect("matched above");
+                        println!(
+                            "primary issue: personalized at {issuer}, class {class}, expires {expiry} (entry {}:{})",
+                            at.origin.short(),
+                            at.seq
+                        );
+                    }
                     h.entries
                 }
                 (None, Some(day)) => pos.issuances_on(parse_day(&day)?)?,

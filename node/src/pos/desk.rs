@@ -42,10 +42,12 @@ pub struct Replacement {
     pub credit: Option<Receipt>,
 }
 
-/// A card's issuance history: its registry record and the desk operations on it.
+/// A card's issuance history: its registry record, the entry that recorded its primary
+/// issue (personalization), and the desk operations on it.
 #[derive(Clone, Debug)]
 pub struct Issuance {
     pub record: Option<CardRecord>,
+    pub personalized: Option<Entry>,
     pub entries: Vec<Entry>,
 }
 
@@ -331,8 +333,15 @@ impl Pos {
     /// A card's registry record and its issuance history in this node's ledger.
     pub fn issuance_history(&self, asn: CardAsn) -> Result<Issuance, PosError> {
         self.authorize(Operation::Query)?;
+        let record = self.store.card(&asn)?;
+        // The registry's issuer field is set only by the primary issue's entry.
+        let personalized = match record.as_ref().and_then(|r| r.issuer.as_ref()) {
+            Some(issuer) => self.store.entry(issuer.stamp.at)?,
+            None => None,
+        };
         Ok(Issuance {
-            record: self.store.card(&asn)?,
+            record,
+            personalized,
             entries: self
                 .store
                 .card_history(&asn)?

@@ -2,7 +2,9 @@
 //! one node. The decisions are pure functions ([`operators`], [`risk`], [`resolve`]);
 //! [`terminal`] orchestrates card, SAM and store around them, [`cli`] is
 //! `cardmesh pos`. Beyond the sale: [`credit`] gives money back (refund, reversal),
-//! [`desk`] takes cards back and replaces them, [`receipt`] prints and reprints.
+//! [`desk`] takes cards back and replaces them, [`receipt`] prints and reprints,
+//! [`personalize`] turns blank chips into cards (primary issue) with numbers from
+//! [`card_numbers`].
 //!
 //! Atomicity between card and node: before a money command goes to the card the
 //! transaction is logged durably as an intent (`Body::Intent`, with the card counter it
@@ -11,10 +13,12 @@
 //! settles the intent from the card's proof and log ([`resolve::decide`]): it is either
 //! completed or voided. One card counter is one ledger entry (the store's counter index).
 
+pub mod card_numbers;
 pub mod cli;
 pub mod credit;
 pub mod desk;
 pub mod operators;
+pub mod personalize;
 pub mod receipt;
 pub mod resolve;
 pub mod risk;
@@ -25,4 +29,5 @@ pub mod terminal;
 pub use credit::{CreditRefusal, ManagerCode};
 pub use desk::{CardReturn, Issuance, Replacement};
 pub use operators::{Operation, OperatorRole, Session};
+pub use personalize::{CardOrder, Personalized};
 pub use terminal::{BasketLine, Pos, PosError, Receipt, Settled};

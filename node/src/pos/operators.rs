@@ -58,6 +58,8 @@ pub enum Operation {
     ChangePin,
     Query,
     GreyLock,
+    /// Primary issue: a blank chip personalized.
+    Personalize,
 }
 
 impl fmt::Display for Operation {
@@ -74,6 +76,7 @@ impl fmt::Display for Operation {
             Operation::ChangePin => "change PIN",
             Operation::Query => "balance and history",
             Operation::GreyLock => "grey lock",
+            Operation::Personalize => "card personalization",
         })
     }
 }
@@ -91,7 +94,14 @@ pub fn permits(role: OperatorRole, op: Operation) -> bool {
         OperatorRole::Finance => matches!(op, Query | Refund),
         OperatorRole::CardDesk => matches!(
             op,
-            Load | Issue | ReportLost | Unblock | ReturnCard | ReplaceCard | ChangePin | Query
+            Load | Issue
+                | Personalize
+                | ReportLost
+                | Unblock
+                | ReturnCard
+                | ReplaceCard
+                | ChangePin
+                | Query
         ),
     }
 }

@@ -15,6 +15,8 @@ use cardmesh_drivers::epurse::{
     CardInfo, EPurse, EpurseError, MaintenanceKey, PinUnblockKey, ProveKind, PurchaseReceipt,
     PurchaseStarted,
 };
+use cardmesh_drivers::keys::MasterKeys;
+use cardmesh_drivers::perso::TransportKey;
 use cardmesh_drivers::reader::CardReader;
 use cardmesh_drivers::sam::Sam;
 use cardmesh_drivers::types::{BcdDateTime, Pin};
@@ -122,6 +124,20 @@ pub enum PosError {
         "card {0} has a transaction still unsettled and is not here: present the old card, or ask HQ to settle it first"
     )]
     UnsettledOldCard(CardAsn),
+    #[error(
+        "card {0} is already personalized: primary issue is for blank cards from the manufacturer; sell it with `issue`"
+    )]
+    AlreadyPersonalized(CardAsn),
+    #[error("the expiry date {0} is not after today")]
+    ExpiryNotAhead(BusinessDay),
+    #[error(
+        "the card was removed during personalization: it is still blank; present it again and personalize it from the start"
+    )]
+    PersonalizationInterrupted,
+    #[error(
+        "terminal {0} has given out all its card numbers: personalize at another terminal (HQ registers one)"
+    )]
+    CardNumbersExhausted(TerminalId),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -174,6 +190,10 @@ pub(super) struct Keys {
     pub(super) load: Option<Key16>,
     pub(super) maintenance: Option<Key16>,
     pin_unblock: Option<Key16>,
+    /// Every master key (HQ only), to personalize blank cards.
+    pub(super) masters: Option<MasterKeys>,
+    /// The transport master key of the blank cards' batch.
+    pub(super) transport: Option<TransportKey>,
 }
 
 /// A POS terminal on this node.
@@ -237,16 +257,21 @@ impl Pos {
             }
             Some(_) => {}
         }
+        let transport = keys::transport(store, key)?;
         let keys = match keys::held(store, key) {
             Ok(held) => Keys {
                 load: held.load(),
                 maintenance: held.maintenance.map(Key16::from_bytes),
                 pin_unblock: held.pin_unblock.map(Key16::from_bytes),
+                masters: held.masters(),
+                transport,
             },
             Err(KeyError::NoCeremony) => Keys {
                 load: None,
                 maintenance: None,
                 pin_unblock: None,
+                masters: None,
+                transport,
             },
             Err(e) => return Err(e.into()),
         };

@@ -577,6 +577,33 @@ impl Store {
         Ok(table.get(&terminal.0)?.map_or(0, |v| v.value()))
     }
 
+    /// Hands out the next value (from 1) of a counter kept in the config table, made
+    /// durable before it is returned, so no value is handed out twice whatever crashes.
+    pub fn next_counter(&self, name: &str) -> Result<u64, StoreError> {
+        let name = name.to_string();
+        self.inner.writer.call(move |ctx| {
+            let last = ctx
+                .tables
+                .config
+                .get(name.as_str())?
+                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+                .map_or(0, u64::from_be_bytes);
+            let next = last + 1;
+            ctx.tables
+                .config
+                .insert(name.as_str(), next.to_be_bytes().as_slice())?;
+            Ok(Ok(next))
+        })
+    }
+
+    /// The last value [`Store::next_counter`] handed out for `name` (0 if none).
+    pub fn counter(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .config_get(name)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
     pub fn config_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.read()?;
         let config = txn.open_table(CONFIG)?;
