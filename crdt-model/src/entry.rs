@@ -235,7 +235,7 @@ pub fn check_run(head: FeedHead, membership: &Membership, entries: &[Entry]) -> 
     }
     let mut authorized = chained;
     for (i, e) in entries[..chained].iter().enumerate() {
-        if let Err(refusal) = authority(membership, e) {
+        if let Err(refusal) = check_authority(membership, e) {
             authorized = i;
             error = Some(refusal);
             break;
@@ -295,8 +295,9 @@ pub fn check_run(head: FeedHead, membership: &Membership, entries: &[Entry]) -> 
 }
 
 /// Whether the entry's writer may write it: an enrolled, unrevoked member whose role
-/// allows the body, and a document change that parses.
-fn authority(membership: &Membership, e: &Entry) -> Result<(), EntryError> {
+/// allows the body, and a document change that parses. `check_run` checks it for every
+/// entry; a node appending to its own feed checks only this (see the store).
+pub fn check_authority(membership: &Membership, e: &Entry) -> Result<(), EntryError> {
     let r = e.entry_ref();
     let member = membership
         .writer(&e.origin, e.seq)

@@ -673,11 +673,9 @@ fn append_in(
     let head = ctx.tables.head(&own)?;
     let hlc = ctx.node.hlc.tick(ctx.node.clock.now_ms());
     let entry = Entry::create(&ctx.node.key, head, hlc, body);
-    let mut report = ingest::ingest(ctx, vec![entry.clone()])?;
-    Ok(match report.rejected.pop() {
-        Some(refused) => Err(refused.into()),
-        None => Ok(entry),
-    })
+    Ok(ingest::append_own(ctx, &entry)?
+        .map(|()| entry)
+        .map_err(StoreError::from))
 }
 
 fn write_identity(
