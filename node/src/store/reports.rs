@@ -12,7 +12,7 @@ use cardmesh_model::docs::{DocName, network};
 use cardmesh_model::report::{self, Anomaly, AnomalyKind, CardChain, Dim, RowKey, Totals};
 use cardmesh_model::settlement::SettlementRecord;
 use cardmesh_model::{BusinessDay, CardAsn, Entry, Hlc, MerchantId, SiteId};
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry as Slot;
@@ -294,6 +294,9 @@ impl<'t> ReportTables<'t> {
                         .insert(&waiting_key(sale, e.entry_ref()), ())?;
                 }
             }
+        }
+        if self.refunds_waiting.is_empty()? {
+            return Ok(Ok(()));
         }
         let mut lo = [0; 80];
         lo[..40].copy_from_slice(&entry_key(&e.origin, e.seq));

@@ -10,7 +10,7 @@ use cardmesh_model::blacklist::CardBlocks;
 use cardmesh_model::body::{Body, CardTxn, CounterSpace, EntryRef};
 use cardmesh_model::registry::{CardRecord, Stamp};
 use cardmesh_model::{Entry, FeedHead, Hlc, Membership, NodeId};
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
 /// Every table of the store, open for writing in one transaction.
 pub struct Tables<'t> {
@@ -72,11 +72,20 @@ impl<'t> Tables<'t> {
     }
 
     /// A card transaction consumed `counter`: it is the counter's entry unless one came
-    /// first, and every intent waiting on that counter is resolved by it.
-    fn fold_counter(&mut self, counter: &[u8; 11], at: &EntryRef) -> Result<(), StoreError> {
-        if self.card_counters.get(counter)?.is_none() {
+    /// first (`held`), and every intent waiting on that counter is resolved by it.
+    fn fold_counter(
+        &mut self,
+        counter: &[u8; 11],
+        at: &EntryRef,
+        held: bool,
+    ) -> Result<(), StoreError> {
+        if !held {
             self.card_counters
                 .insert(counter, &schema::entry_key(&at.origin, at.seq))?;
+        }
+        // Most nodes wait on no intent at all: then there is nothing to look up.
+        if self.pending_intents.is_empty()? {
+            return Ok(());
         }
         let (lo, hi) = schema::pending_range(counter);
         let waiting: Vec<[u8; 51]> = self
@@ -154,7 +163,7 @@ impl<'t> Tables<'t> {
             return Ok(true);
         }
         self.index_txn(t, e.hlc, &at, true)?;
-        self.fold_counter(&counter, &at)?;
+        self.fold_counter(&counter, &at, held.is_some())?;
         Ok(false)
     }
 
