@@ -52,10 +52,18 @@ fn lost(n: u32) -> Body {
     })
 }
 
+/// Appended from several threads at once, so that group commit writes thousands of
+/// entries in a few hundred commits.
 fn add_blocks(node: &NodeSync, from: u32, count: u32) {
-    for n in from..from + count {
-        node.store().append_local(lost(n)).unwrap();
-    }
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            s.spawn(move || {
+                for n in (from + t..from + count).step_by(8) {
+                    node.store().append_local(lost(n)).unwrap();
+                }
+            });
+        }
+    });
 }
 
 const HQ_NUMBER: &str = "5550100";
@@ -165,7 +173,9 @@ async fn a_dial_up_call_syncs_both_ways() {
 async fn a_noisy_line_still_converges() {
     let tmp = tempfile::tempdir().unwrap();
     let (hq, shop) = network(tmp.path());
-    add_blocks(&shop, 1000, 400);
+    // Enough entries to fill ~30 kB of line: a store-day's entries pack to a few bytes
+    // each, and a short call might see no damaged byte at all.
+    add_blocks(&shop, 1000, 4000);
     let phones = phones(tmp.path());
     // About one frame of 1200 bytes in five arrives damaged.
     phones.exchange.set_faults(
@@ -180,7 +190,7 @@ async fn a_noisy_line_still_converges() {
         .await
         .unwrap();
     answering.await.unwrap();
-    assert_eq!(o.session.stats.applied_by_peer, 400);
+    assert_eq!(o.session.stats.applied_by_peer, 4000);
     assert!(
         phones.exchange.stats().bytes_corrupted > 0,
         "the line was noisy"
@@ -192,12 +202,12 @@ async fn a_noisy_line_still_converges() {
 async fn a_dropped_carrier_is_redialed_and_only_the_rest_is_sent() {
     let tmp = tempfile::tempdir().unwrap();
     let (hq, shop) = network(tmp.path());
-    add_blocks(&shop, 1000, 600);
+    add_blocks(&shop, 1000, 6000);
     let phones = phones(tmp.path());
     phones.exchange.set_faults(
         Faults {
             byte_error_rate: 0.0,
-            // Packed, the 600 entries take about 44 kB on the line: cut after the first
+            // Packed, the 6,000 entries take about 45 kB on the line: cut after the first
             // batch's ack, well before the end.
             drop_after_bytes: Some(32_000),
         },
