@@ -310,6 +310,13 @@ fn run_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `cardmesh pos` at HQ's terminal on the store in `data`, with `args`.
+fn pos_command<'a>(data: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["pos", "--data", data, "--terminal", HQ_TERMINAL];
+    all.extend_from_slice(args);
+    all
+}
+
 #[test]
 fn the_cli_imports_the_batch_key_makes_a_blank_card_and_personalizes_it() {
     let Net {
@@ -341,11 +348,8 @@ fn the_cli_imports_the_batch_key_makes_a_blank_card_and_personalizes_it() {
         "--transport-key",
         key_path,
     ]);
-    let pos = |args: &[&str]| {
-        let mut all = vec!["pos", "--data", data, "--terminal", HQ_TERMINAL];
-        all.extend_from_slice(args);
-        run(&all)
-    };
+    let pos = |args: &[&str]| run(&pos_command(data, args));
+    let pos_ok = |args: &[&str]| run_ok(&pos_command(data, args));
     assert!(
         pos(&["login", "hq-admin", "--pin", "9999"])
             .status
@@ -362,13 +366,7 @@ fn the_cli_imports_the_batch_key_makes_a_blank_card_and_personalizes_it() {
         "--pin",
         CARD_PIN,
     ];
-    let out = pos(&personalize);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = pos_ok(&personalize);
     assert!(
         stdout.contains("card 0000000000010001 personalized (chip C0FFEE0000000009)"),
         "{stdout}"
@@ -403,25 +401,13 @@ fn the_cli_imports_the_batch_key_makes_a_blank_card_and_personalizes_it() {
     assert!(lines.any(|l| l.unwrap().contains("stopped at step personalize:chip-done")));
     killed.kill().unwrap();
     killed.wait().unwrap();
-    let out = pos(&retry);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = pos_ok(&retry);
     assert!(
         stdout.contains("card 0000000000010002 was personalized here before a crash: now recorded"),
         "{stdout}"
     );
 
-    let out = pos(&["issuance", "--card", "0000000000010001"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = pos_ok(&["issuance", "--card", "0000000000010001"]);
     assert!(
         stdout.contains("primary issue: personalized at hq, class gold, expires 2031-12-31"),
         "{stdout}"
