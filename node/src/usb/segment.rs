@@ -179,9 +179,9 @@ pub fn open(
 }
 
 /// The entries are `from..=to` of the origin's feed, each chained to the one before,
-/// and the last one is signed by the origin. Its signature covers the hash of the one
-/// before it, which covers that one's signature and so on back: one verification
-/// authenticates the whole run, as `entry::check_run` does.
+/// and the last one is signed by the origin. Its signature signs its hash, which covers
+/// the hash of the one before it and so on back: one verification authenticates the
+/// whole run, as `entry::check_run` does.
 pub fn check_contents(header: &SegmentHeader, body: &SegmentBody) -> Result<(), String> {
     if header.to < header.from || body.entries.len() as u64 != header.to - header.from + 1 {
         return Err(format!(
