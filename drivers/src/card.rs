@@ -451,10 +451,7 @@ impl App {
     }
 
     fn get_challenge(&mut self, c: &Command) -> Reply {
-        if c.le != Some(4) || !c.data.is_empty() {
-            return Err(sw::WRONG_LENGTH);
-        }
-        let r = random4()?;
+        let r = new_challenge(c)?;
         self.challenge = Some(r);
         Ok(r.to_vec())
     }
@@ -923,6 +920,14 @@ pub(crate) fn random4() -> Result<[u8; 4], u16> {
     let mut r = [0u8; 4];
     getrandom::fill(&mut r).map_err(|_| sw::MEMORY_FAILURE)?;
     Ok(r)
+}
+
+/// The challenge a GET CHALLENGE (`00 84 00 00 04`) asks for, blank chip or card alike.
+pub(crate) fn new_challenge(c: &Command) -> Result<[u8; 4], u16> {
+    if c.le != Some(4) || !c.data.is_empty() {
+        return Err(sw::WRONG_LENGTH);
+    }
+    random4()
 }
 
 /// The FCI of the e-purse: `6F [84 AID] [A5 [9F0C issuer file]]`; a blank chip has no

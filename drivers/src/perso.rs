@@ -16,6 +16,7 @@ use crate::card::Personalization;
 use crate::constants::{KEY_VERSION, P2_EPURSE, sw};
 use crate::crypto::Key16;
 use crate::epurse::{EPurse, EpurseError};
+use crate::keys::CardKeys;
 use crate::reader::CardReader;
 use crate::types::{Asn, ChipSerial, Mac4, Pin};
 
@@ -92,6 +93,18 @@ impl KeyType {
             KeyType::Pin => 0x20,
         }
     }
+}
+
+/// A card's five keys with the WRITE KEY type each is written under (the PIN is the
+/// sixth write).
+pub fn keys_by_type(keys: &CardKeys) -> [(KeyType, &Key16); 5] {
+    [
+        (KeyType::Purchase, &keys.dpk),
+        (KeyType::Load, &keys.dlk),
+        (KeyType::Tac, &keys.dtk),
+        (KeyType::PinUnblock, &keys.dpuk),
+        (KeyType::Maintenance, &keys.damk),
+    ]
 }
 
 /// "Written" bit of the issuer file EF 0015.
@@ -342,14 +355,7 @@ impl<R: CardReader> EPurse<R> {
             }
             s => return Err(status_error("EXTERNAL AUTHENTICATE", s)),
         }
-        let keys = [
-            (KeyType::Purchase, &p.keys.dpk),
-            (KeyType::Load, &p.keys.dlk),
-            (KeyType::Tac, &p.keys.dtk),
-            (KeyType::PinUnblock, &p.keys.dpuk),
-            (KeyType::Maintenance, &p.keys.damk),
-        ];
-        for (t, k) in keys {
+        for (t, k) in keys_by_type(&p.keys) {
             self.write_key(&tk, t, k.expose_secret())?;
         }
         self.write_key(&tk, KeyType::Pin, &Pin::to_bcd(&p.pin))?;

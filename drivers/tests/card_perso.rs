@@ -10,7 +10,8 @@ use cardmesh_drivers::constants::sw;
 use cardmesh_drivers::crypto::Key16;
 use cardmesh_drivers::epurse::{EPurse, EpurseError};
 use cardmesh_drivers::perso::{
-    KeyType, TransportKey, WRITTEN_ALL, auth_cryptogram, sm_mac, transport_key, wrap_key,
+    KeyType, TransportKey, WRITTEN_ALL, auth_cryptogram, keys_by_type, sm_mac, transport_key,
+    wrap_key,
 };
 use cardmesh_drivers::reader::MemoryReader;
 use cardmesh_drivers::types::{ChipSerial, Pin};
@@ -84,14 +85,7 @@ fn status(c: &mut VirtualCard) -> (u8, u8, u8) {
 /// Writes everything through raw APDUs, as `personalization()` would make the card.
 fn write_all(c: &mut VirtualCard) {
     let p = personalization(&master_keys());
-    let keys = [
-        (KeyType::Purchase, &p.keys.dpk),
-        (KeyType::Load, &p.keys.dlk),
-        (KeyType::Tac, &p.keys.dtk),
-        (KeyType::PinUnblock, &p.keys.dpuk),
-        (KeyType::Maintenance, &p.keys.damk),
-    ];
-    for (t, k) in keys {
+    for (t, k) in keys_by_type(&p.keys) {
         assert_eq!(write_key(c, t, k.expose_secret()), sw::OK, "{t:?}");
     }
     assert_eq!(write_key(c, KeyType::Pin, &p.pin.to_bcd()), sw::OK);

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Personalization, Reply, fci, random4, take};
+use super::{Personalization, Reply, fci, new_challenge, take};
 use crate::apdu::Command;
 use crate::constants::{EPURSE_AID, TRANSPORT_TRIES, sw};
 use crate::crypto::Key16;
@@ -179,10 +179,7 @@ impl Blank {
     }
 
     fn get_challenge(&mut self, c: &Command) -> Reply {
-        if c.le != Some(4) || !c.data.is_empty() {
-            return Err(sw::WRONG_LENGTH);
-        }
-        let r = random4()?;
+        let r = new_challenge(c)?;
         self.challenge = Some(r);
         Ok(r.to_vec())
     }
