@@ -6,11 +6,10 @@
 
 mod pos_support;
 
-use cardmesh_drivers::apdu::ApduProcessor;
 use cardmesh_drivers::card::VirtualCard;
 use cardmesh_drivers::constants::TxType;
 use cardmesh_drivers::epurse::{EPurse, EpurseError};
-use cardmesh_drivers::reader::{CardReader, MemoryReader, ReaderError};
+use cardmesh_drivers::reader::MemoryReader;
 use cardmesh_drivers::types::Pin;
 use cardmesh_model::body::{
     Body, CardStatus, CounterSpace, EntryRef, Holder, OperatorActionKind, TxnKind,
@@ -111,33 +110,6 @@ fn assert_ledger_equals_card(store: &Store, p: &mut Purse, asn: CardAsn) {
         })
         .collect();
     assert_eq!(counters, on_card, "one ledger entry per consumed counter");
-}
-
-/// A reader whose card leaves during the first command with instruction `ins`: after
-/// the card executed it (`executes`), or before.
-struct PulledDuring {
-    chip: Option<VirtualCard>,
-    ins: u8,
-    executes: bool,
-}
-
-impl CardReader for PulledDuring {
-    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, ReaderError> {
-        let chip = self.chip.as_mut().ok_or(ReaderError::NoCard)?;
-        if apdu.get(1) == Some(&self.ins) {
-            if self.executes {
-                chip.process(apdu);
-            }
-            return Err(ReaderError::CardRemoved);
-        }
-        Ok(chip.process(apdu))
-    }
-    fn wait_for_card(&mut self, _: Duration) -> Result<(), ReaderError> {
-        Ok(())
-    }
-    fn wait_for_removal(&mut self, _: Duration) -> Result<(), ReaderError> {
-        Ok(())
-    }
 }
 
 const CREDIT_FOR_LOAD: u8 = 0x52;
@@ -248,16 +220,12 @@ fn a_refund_needs_a_manager_never_exceeds_the_sale_and_leaves_ledger_equal_to_ca
     // The card pulled during the credit: settled on its next presentation, and the
     // pending credit still counts against what is left.
     let chip = p.into_reader().remove().unwrap();
-    let mut pulled = EPurse::new(PulledDuring {
-        chip: Some(chip),
-        ins: CREDIT_FOR_LOAD,
-        executes: true,
-    });
+    let mut pulled = EPurse::new(Pulled::during(chip, CREDIT_FOR_LOAD, true));
     let err = pos
         .refund(&mut pulled, sale.entry, yuan("5"), &pin(), Some(&mgr))
         .unwrap_err();
     assert!(matches!(err, PosError::Interrupted(_)), "{err}");
-    let mut p = purse(pulled.into_reader().chip.unwrap());
+    let mut p = purse(pulled.into_reader().chip());
     let err = refund(&mut p, "15.01", Some(&mgr)).unwrap_err();
     assert!(
         matches!(err, PosError::Credit(CreditRefusal::OverRefund { left, .. }) if left == yuan("15")),
@@ -463,14 +431,10 @@ fn returning_a_card_pays_balance_and_deposit_empties_blocks_and_marks_it_returne
     // Pulled during the debit before the card did it: nothing happened, and the next
     // presentation says so.
     let chip = p.into_reader().remove().unwrap();
-    let mut pulled = EPurse::new(PulledDuring {
-        chip: Some(chip),
-        ins: DEBIT_FOR_PURCHASE,
-        executes: false,
-    });
+    let mut pulled = EPurse::new(Pulled::during(chip, DEBIT_FOR_PURCHASE, false));
     let err = pos.return_card(&mut pulled, &mut sam).unwrap_err();
     assert!(matches!(err, PosError::Interrupted(_)), "{err}");
-    let mut p = purse(pulled.into_reader().chip.unwrap());
+    let mut p = purse(pulled.into_reader().chip());
     let view = pos.query(&mut p).unwrap();
     assert!(matches!(view.settled[..], [Settled::Voided { .. }]));
     assert_eq!(balance(&mut p), 4_700);
@@ -573,11 +537,7 @@ fn replacing_a_card_moves_its_balance_blocks_the_old_one_and_links_them() {
     let mut lost = sell_blank(&pos, net.blank_chip(&store, 9), "0");
     pos.load(&mut lost, yuan("30"), &pin()).unwrap();
     let chip = net.blank_chip(&store, 10);
-    let mut pulled = EPurse::new(PulledDuring {
-        chip: Some(chip),
-        ins: CREDIT_FOR_LOAD,
-        executes: true,
-    });
+    let mut pulled = EPurse::new(Pulled::during(chip, CREDIT_FOR_LOAD, true));
     let err = pos
         .replace_card::<MemoryReader<VirtualCard>, _>(asn(9), None, &mut pulled, &pin())
         .unwrap_err();
@@ -586,7 +546,7 @@ fn replacing_a_card_moves_its_balance_blocks_the_old_one_and_links_them() {
         store.is_blocked(&asn(9)).unwrap(),
         "blocked before the move"
     );
-    let mut new = purse(pulled.into_reader().chip.unwrap());
+    let mut new = purse(pulled.into_reader().chip());
     let err = pos
         .replace_card::<MemoryReader<VirtualCard>, _>(
             asn(9),

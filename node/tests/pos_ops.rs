@@ -5,12 +5,11 @@
 
 mod pos_support;
 
-use cardmesh_drivers::apdu::ApduProcessor;
 use cardmesh_drivers::card::VirtualCard;
 use cardmesh_drivers::constants::TxType;
 use cardmesh_drivers::crypto::{debit_tac, mac_eq};
 use cardmesh_drivers::epurse::{EPurse, EpurseError};
-use cardmesh_drivers::reader::{CardReader, MemoryReader, ReaderError};
+use cardmesh_drivers::reader::MemoryReader;
 use cardmesh_drivers::types::{Mac4, Pin, TerminalId as CardTerminalId};
 use cardmesh_model::body::{AlarmKind, Body, OperatorActionKind, TxnKind};
 use cardmesh_model::{CardAsn, Money, Quantity};
@@ -20,7 +19,6 @@ use cardmesh_node::pos::{BasketLine, Pos, PosError, Settled};
 use cardmesh_node::sam::software_sam;
 use cardmesh_node::store::Store;
 use pos_support::*;
-use std::time::Duration;
 
 const VALID: [u8; 4] = [0x20, 0x31, 0x12, 0x31];
 
@@ -282,32 +280,6 @@ fn bad_inputs_are_refused_and_leave_ledger_and_card_as_they_were() {
     assert!(store.pending_intents(&asn(6)).unwrap().is_empty());
 }
 
-/// A reader whose card leaves during the first DEBIT FOR PURCHASE: after the card
-/// executed it (`executes`), or before.
-struct PulledDuringDebit {
-    chip: Option<VirtualCard>,
-    executes: bool,
-}
-
-impl CardReader for PulledDuringDebit {
-    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, ReaderError> {
-        let chip = self.chip.as_mut().ok_or(ReaderError::NoCard)?;
-        if apdu.get(1) == Some(&0x54) {
-            if self.executes {
-                chip.process(apdu);
-            }
-            return Err(ReaderError::CardRemoved);
-        }
-        Ok(chip.process(apdu))
-    }
-    fn wait_for_card(&mut self, _: Duration) -> Result<(), ReaderError> {
-        Ok(())
-    }
-    fn wait_for_removal(&mut self, _: Duration) -> Result<(), ReaderError> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_card_pulled_during_the_debit_is_settled_on_its_next_presentation() {
     let net = Net::create();
@@ -319,17 +291,14 @@ fn a_card_pulled_during_the_debit_is_settled_on_its_next_presentation() {
         let mut p = purse(net.chip(&store, n, true, VALID));
         pos.load(&mut p, yuan("100"), &pin()).unwrap();
         let chip = p.into_reader().remove().unwrap();
-        let mut pulled = EPurse::new(PulledDuringDebit {
-            chip: Some(chip),
-            executes,
-        });
+        let mut pulled = EPurse::new(Pulled::during(chip, 0x54, executes));
         let err = pos
             .purchase(&mut pulled, &mut sam, &line("cola", 1), None)
             .unwrap_err();
         assert!(matches!(err, PosError::Interrupted("purchase")), "{err}");
         assert_eq!(store.pending_intents(&asn(n)).unwrap().len(), 1);
 
-        let chip = pulled.into_reader().chip.unwrap();
+        let chip = pulled.into_reader().chip();
         let mut again = purse(chip);
         let view = pos.query(&mut again).unwrap();
         assert_eq!(view.settled.len(), 1);
@@ -400,26 +369,4 @@ fn an_operator_logs_in_with_the_operator_card_and_its_pin() {
         ),
         "{actions:?}"
     );
-}
-
-/// The operator actions (the audit log) in this node's own feed, in order.
-fn operator_actions(store: &Store) -> Vec<OperatorActionKind> {
-    let own = store.node_id();
-    let head = store.head(&own).unwrap().seq;
-    store
-        .entries(
-            cardmesh_model::FeedRange {
-                origin: own,
-                from: 1,
-                to: head,
-            },
-            usize::MAX,
-        )
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e.body {
-            Body::Operator(a) => Some(a.action),
-            _ => None,
-        })
-        .collect()
 }

@@ -5,22 +5,20 @@
 
 mod pos_support;
 
-use cardmesh_drivers::apdu::ApduProcessor;
 use cardmesh_drivers::card::VirtualCard;
 use cardmesh_drivers::crypto::Key16;
 use cardmesh_drivers::epurse::{EPurse, EpurseError};
 use cardmesh_drivers::perso::TransportKey;
-use cardmesh_drivers::reader::{CardReader, MemoryReader, ReaderError};
+use cardmesh_drivers::reader::{CardReader, MemoryReader};
 use cardmesh_drivers::types::{ChipSerial, Pin};
 use cardmesh_model::body::{Body, CardChange, CardStatus, OperatorActionKind, TxnKind};
-use cardmesh_model::{BusinessDay, CardAsn, FeedRange, Money, Quantity};
+use cardmesh_model::{BusinessDay, CardAsn, Money, Quantity};
 use cardmesh_node::keys;
 use cardmesh_node::pos::{BasketLine, CardOrder, Pos, PosError};
 use cardmesh_node::sam::software_sam;
 use cardmesh_node::store::Store;
 use pos_support::*;
 use std::path::Path;
-use std::time::Duration;
 
 fn batch_key() -> TransportKey {
     TransportKey::new(Key16::from_bytes(*b"batch-2026-11-tk"))
@@ -150,23 +148,10 @@ fn wrong_transport_key_is_refused_clearly_and_leaves_the_card_blank() {
     );
     assert!(err.to_string().contains("transport key"), "{err}");
     assert!(is_blank(&mut purse));
-    let own = net.hq.node_id();
-    let head = net.hq.head(&own).unwrap().seq;
-    let refusals = net
-        .hq
-        .entries(
-            FeedRange {
-                origin: own,
-                from: 1,
-                to: head,
-            },
-            usize::MAX,
-        )
-        .unwrap()
+    let refusals = operator_actions(&net.hq)
         .into_iter()
-        .filter(|e| {
-            matches!(&e.body, Body::Operator(a)
-                if matches!(&a.action, OperatorActionKind::Refused { reason, .. } if reason == "wrong transport key"))
+        .filter(|a| {
+            matches!(a, OperatorActionKind::Refused { reason, .. } if reason == "wrong transport key")
         })
         .count();
     assert_eq!(refusals, 1, "the refusal is a signed entry");
@@ -227,35 +212,6 @@ fn desk_without_master_keys_or_operator_without_the_right_cannot_personalize() {
     assert!(is_blank(&mut purse));
 }
 
-/// A reader whose card leaves at the `nth` command with instruction `ins` (0-based),
-/// after the card executed it.
-struct PulledAt {
-    chip: Option<VirtualCard>,
-    ins: u8,
-    nth: usize,
-}
-
-impl CardReader for PulledAt {
-    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, ReaderError> {
-        let chip = self.chip.as_mut().ok_or(ReaderError::NoCard)?;
-        if apdu.get(1) == Some(&self.ins) {
-            if self.nth == 0 {
-                chip.process(apdu);
-                self.chip = None;
-                return Err(ReaderError::CardRemoved);
-            }
-            self.nth -= 1;
-        }
-        Ok(chip.process(apdu))
-    }
-    fn wait_for_card(&mut self, _: Duration) -> Result<(), ReaderError> {
-        Ok(())
-    }
-    fn wait_for_removal(&mut self, _: Duration) -> Result<(), ReaderError> {
-        Ok(())
-    }
-}
-
 fn blank_file(path: &Path, n: u8) {
     VirtualCard::create_blank(path, serial(n), batch_key().for_chip(&serial(n))).unwrap();
 }
@@ -267,11 +223,8 @@ fn card_removed_mid_personalization_is_personalized_again_from_the_start() {
     let path = net.path("blank-5.card");
     blank_file(&path, 5);
     // Pulled after the third key was written.
-    let mut pulled = EPurse::new(PulledAt {
-        chip: Some(VirtualCard::open(&path).unwrap()),
-        ins: 0xD4,
-        nth: 2,
-    });
+    let mut pulled =
+        EPurse::new(Pulled::during(VirtualCard::open(&path).unwrap(), 0xD4, true).skipping(2));
     let err = hq.personalize(&mut pulled, &order()).unwrap_err();
     assert!(
         matches!(err, PosError::PersonalizationInterrupted),

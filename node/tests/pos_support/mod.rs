@@ -4,10 +4,12 @@
 
 #![allow(dead_code)]
 
+use cardmesh_drivers::apdu::ApduProcessor;
 use cardmesh_drivers::card::{Personalization, VirtualCard};
 use cardmesh_drivers::keys::MasterKeys;
+use cardmesh_drivers::reader::{CardReader, ReaderError};
 use cardmesh_drivers::types::{Asn, Pin};
-use cardmesh_model::body::{Body, CardChange, CardEvent, CardStatus, Holder};
+use cardmesh_model::body::{Body, CardChange, CardEvent, CardStatus, Holder, OperatorActionKind};
 use cardmesh_model::docs::DocName;
 use cardmesh_model::docs::network::{self, Limits, OperatorInfo, SiteInfo};
 use cardmesh_model::docs::pricebook::{self, Product};
@@ -18,6 +20,7 @@ use cardmesh_node::pos::operators::pin_verifier;
 use cardmesh_node::store::{Clock, Store, SystemClock};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub const TERMINAL: &str = "000000000201";
 pub const HQ_TERMINAL: &str = "000000000001";
@@ -324,4 +327,84 @@ fn seed(hq: &Store) {
 /// Path of the `cardmesh` binary under test.
 pub fn cardmesh() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cardmesh"))
+}
+
+/// A reader whose card is pulled during a command with instruction `ins`: after the
+/// card executed it (`executes`), or before. From then on the reader finds no card;
+/// [`Pulled::chip`] gives the card back, to be presented again.
+pub struct Pulled {
+    chip: VirtualCard,
+    ins: u8,
+    skip: usize,
+    executes: bool,
+    gone: bool,
+}
+
+impl Pulled {
+    /// Pulled during the first command with instruction `ins`.
+    pub fn during(chip: VirtualCard, ins: u8, executes: bool) -> Pulled {
+        Pulled {
+            chip,
+            ins,
+            skip: 0,
+            executes,
+            gone: false,
+        }
+    }
+
+    /// Pulled during the command with instruction `ins` that follows `n` others.
+    pub fn skipping(self, n: usize) -> Pulled {
+        Pulled { skip: n, ..self }
+    }
+
+    pub fn chip(self) -> VirtualCard {
+        self.chip
+    }
+}
+
+impl CardReader for Pulled {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, ReaderError> {
+        if self.gone {
+            return Err(ReaderError::NoCard);
+        }
+        if apdu.get(1) == Some(&self.ins) {
+            if self.skip == 0 {
+                if self.executes {
+                    self.chip.process(apdu);
+                }
+                self.gone = true;
+                return Err(ReaderError::CardRemoved);
+            }
+            self.skip -= 1;
+        }
+        Ok(self.chip.process(apdu))
+    }
+    fn wait_for_card(&mut self, _: Duration) -> Result<(), ReaderError> {
+        Ok(())
+    }
+    fn wait_for_removal(&mut self, _: Duration) -> Result<(), ReaderError> {
+        Ok(())
+    }
+}
+
+/// The operator actions (the audit log) in this node's own feed, in order.
+pub fn operator_actions(store: &Store) -> Vec<OperatorActionKind> {
+    let own = store.node_id();
+    let head = store.head(&own).unwrap().seq;
+    store
+        .entries(
+            FeedRange {
+                origin: own,
+                from: 1,
+                to: head,
+            },
+            usize::MAX,
+        )
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.body {
+            Body::Operator(a) => Some(a.action),
+            _ => None,
+        })
+        .collect()
 }
