@@ -582,12 +582,10 @@ impl Store {
     pub fn next_counter(&self, name: &str) -> Result<u64, StoreError> {
         let name = name.to_string();
         self.inner.writer.call(move |ctx| {
-            let last = ctx
-                .tables
-                .config
-                .get(name.as_str())?
-                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
-                .map_or(0, u64::from_be_bytes);
+            let last = {
+                let held = ctx.tables.config.get(name.as_str())?;
+                counter_value(held.as_ref().map(|v| v.value()))
+            };
             let next = last + 1;
             ctx.tables
                 .config
@@ -598,10 +596,7 @@ impl Store {
 
     /// The last value [`Store::next_counter`] handed out for `name` (0 if none).
     pub fn counter(&self, name: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .config_get(name)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map_or(0, u64::from_be_bytes))
+        Ok(counter_value(self.config_get(name)?.as_deref()))
     }
 
     pub fn config_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -676,6 +671,13 @@ fn append_in(
     Ok(ingest::append_own(ctx, &entry)?
         .map(|()| entry)
         .map_err(StoreError::from))
+}
+
+/// A counter's value as the config table holds it (0 if it holds none).
+fn counter_value(bytes: Option<&[u8]>) -> u64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_be_bytes)
 }
 
 fn write_identity(
