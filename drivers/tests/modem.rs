@@ -10,9 +10,14 @@ use cardmesh_drivers::modem::pty::SocatPair;
 use cardmesh_drivers::modem::sim::{Exchange, LineConfig};
 
 fn read_n(m: &mut Modem, n: usize) -> Vec<u8> {
+    read_while(m, |got| got.len() < n)
+}
+
+/// What the host reads until `more` says it has enough, or 10 s have passed.
+fn read_while(m: &mut Modem, more: impl Fn(&[u8]) -> bool) -> Vec<u8> {
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while got.len() < n && Instant::now() < deadline {
+    while more(&got) && Instant::now() < deadline {
         let mut buf = [0u8; 256];
         match m.port().read(&mut buf) {
             Ok(k) => got.extend_from_slice(&buf[..k]),
@@ -95,11 +100,20 @@ fn a_hang_up_while_the_modem_still_sends_data_escapes_on_a_later_try() {
     dial.port().write_all(&data).unwrap();
     dial.hang_up().unwrap();
     assert!(!exchange.is_online("5551000"));
-    let heard = read_n(&mut answer, data.len() + 21);
+    let heard = read_while(&mut answer, |got| !got.ends_with(b"\r\nNO CARRIER\r\n"));
+    assert!(
+        heard.len() >= data.len() + 14 && heard.ends_with(b"\r\nNO CARRIER\r\n"),
+        "the call ended after the data, got {} bytes",
+        heard.len()
+    );
     assert_eq!(&heard[..data.len()], &data[..]);
-    assert_eq!(
-        &heard[data.len()..],
-        b"+++ATH\r\r\nNO CARRIER\r\n",
-        "the first escape and its ATH went down the line, then the call ended"
+    // The first escape and its ATH go down the line as data. So may the second on a
+    // loaded machine, where the pty hands the modem `+++` and `ATH` in one read and the
+    // guard time between them is lost; `hang_up` has a third try for that.
+    let lost = &heard[data.len()..heard.len() - b"\r\nNO CARRIER\r\n".len()];
+    assert!(
+        lost == b"+++ATH\r" || lost == b"+++ATH\r+++ATH\r",
+        "whole escapes went down the line before the call ended, got {:?}",
+        String::from_utf8_lossy(&heard[data.len()..])
     );
 }
