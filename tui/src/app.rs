@@ -554,16 +554,15 @@ impl App {
                 "logging in",
                 Box::new(move |n, _| Reply::LoggedIn(node, n.login(node, &operator, &value))),
             ),
-            Ask::OperatorCard => match value.parse::<CardAsn>() {
-                Ok(card) => self.ask(
-                    &format!("card PIN of operator card {card}"),
-                    true,
-                    Ask::OperatorCardPin { card },
-                ),
-                Err(_) => {
-                    self.state.message = format!("'{value}' is not a card number (16 digits)")
+            Ask::OperatorCard => {
+                if let Some(card) = self.card_number(&value) {
+                    self.ask(
+                        &format!("card PIN of operator card {card}"),
+                        true,
+                        Ask::OperatorCardPin { card },
+                    )
                 }
-            },
+            }
             Ask::OperatorCardPin { card } => self.job(
                 "logging in by operator card",
                 Box::new(move |n, _| Reply::LoggedIn(node, n.login_card(node, card, &value))),
@@ -621,10 +620,11 @@ impl App {
                 }
                 _ => self.state.message = "card return cancelled".into(),
             },
-            Ask::ReplaceWith => match value.parse::<CardAsn>() {
-                Ok(new) => self.ask("the new card's PIN", true, Ask::ReplacePin { new }),
-                Err(_) => self.state.message = format!("'{value}' is not a card number"),
-            },
+            Ask::ReplaceWith => {
+                if let Some(new) = self.card_number(&value) {
+                    self.ask("the new card's PIN", true, Ask::ReplacePin { new })
+                }
+            }
             Ask::ReplacePin { new } => {
                 if let Some(old) = card {
                     self.job(
@@ -652,15 +652,14 @@ impl App {
                     Box::new(move |n, _| Reply::Done(n.set_price(node, &product, price, &from))),
                 );
             }
-            Ask::BlockCard => match value.parse::<CardAsn>() {
-                Ok(asn) => self.job(
-                    "blocking the card",
-                    Box::new(move |n, _| Reply::Done(n.report_lost(node, asn))),
-                ),
-                Err(_) => {
-                    self.state.message = format!("'{value}' is not a card number (16 digits)")
+            Ask::BlockCard => {
+                if let Some(asn) = self.card_number(&value) {
+                    self.job(
+                        "blocking the card",
+                        Box::new(move |n, _| Reply::Done(n.report_lost(node, asn))),
+                    )
                 }
-            },
+            }
             Ask::ExportPath => {
                 let period = self.state.period;
                 self.job(
@@ -669,6 +668,15 @@ impl App {
                 );
             }
         }
+    }
+
+    /// The card number typed at a prompt, or `None` with the message saying why not.
+    fn card_number(&mut self, value: &str) -> Option<CardAsn> {
+        let card = value.parse::<CardAsn>().ok();
+        if card.is_none() {
+            self.state.message = format!("'{value}' is not a card number (16 digits)");
+        }
+        card
     }
 
     fn login_key(&mut self, code: KeyCode) {
@@ -1168,7 +1176,10 @@ mod tests {
 
         press(&mut app, KeyCode::Char('w'));
         typed(&mut app, "card nine");
-        assert_eq!(app.state().message, "'card nine' is not a card number");
+        assert_eq!(
+            app.state().message,
+            "'card nine' is not a card number (16 digits)"
+        );
         assert_eq!(app.state().prompt, None);
         press(&mut app, KeyCode::Char('w'));
         typed(&mut app, "1000000000000009");
