@@ -65,16 +65,28 @@ impl FeedHead {
 impl Entry {
     /// Signs the next entry of `key`'s feed after `head`.
     pub fn create(key: &NodeKey, head: FeedHead, hlc: Hlc, body: Body) -> Entry {
-        let mut entry = Entry {
-            origin: key.node_id(),
+        let mut entry = Entry::unsigned(key.node_id(), head, hlc, body);
+        entry.sign(key);
+        entry
+    }
+
+    /// The next entry of `origin`'s feed after `head`, not signed yet: a later entry's
+    /// signature can vouch for it (see [`check_run`]), or [`Entry::sign`] adds its own.
+    pub fn unsigned(origin: NodeId, head: FeedHead, hlc: Hlc, body: Body) -> Entry {
+        Entry {
+            origin,
             seq: head.seq + 1,
             prev: head.hash,
             hlc,
             body,
             sig: None,
-        };
-        entry.sig = Some(key.sign(&signature_message(&entry.hash())));
-        entry
+        }
+    }
+
+    /// Signs the entry with its origin's `key`. The hash leaves the signature out, so
+    /// this changes neither the entry's hash nor the chain after it.
+    pub fn sign(&mut self, key: &NodeKey) {
+        self.sig = Some(key.sign(&signature_message(&self.hash())));
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -76,6 +76,52 @@ fn local_entries_chain_and_get_increasing_timestamps() {
     assert_eq!(store.head(&net.keys[1].node_id()).unwrap(), b.head());
 }
 
+/// Tills appending at once share group commits, and each commit signs only its last own
+/// entry (and the checkpoints): whatever the grouping was, the newest entry and every
+/// checkpoint carry a valid signature, every entry is vouched for by a signature after
+/// it, and another node takes the whole feed.
+#[test]
+fn concurrent_appends_leave_a_feed_whose_signatures_vouch_for_all_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let store = net.store(dir.path(), 1);
+    std::thread::scope(|s| {
+        for t in 0..8u8 {
+            let store = &store;
+            s.spawn(move || {
+                for n in 0..30u8 {
+                    store.append_local(block(asn(t * 30 + n))).unwrap();
+                }
+            });
+        }
+    });
+    let own = net.keys[1].node_id();
+    let feed = store
+        .entries(
+            FeedRange {
+                origin: own,
+                from: 1,
+                to: 240,
+            },
+            usize::MAX,
+        )
+        .unwrap();
+    assert_eq!(feed.len(), 240);
+    let key = sign::PublicKey::of(&own).unwrap();
+    for e in &feed {
+        if e.sig.is_some() || e.seq % entry::CHECKPOINT_EVERY == 0 || e.seq == 240 {
+            assert!(e.signature_valid(&key), "entry {} is badly signed", e.seq);
+        }
+    }
+    store.verify_views().unwrap();
+
+    let hq = net.store(dir.path(), 0);
+    hq.admit(net.certs[1].clone()).unwrap();
+    let report = hq.ingest(feed).unwrap();
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    assert_eq!(report.applied, 240);
+}
+
 #[test]
 fn a_key_that_is_not_the_stores_node_is_refused() {
     let dir = tempfile::tempdir().unwrap();

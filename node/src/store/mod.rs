@@ -37,6 +37,7 @@ use automerge::{AutoCommit, AutomergeError};
 use cardmesh_model::blacklist::CardBlocks;
 use cardmesh_model::body::{Body, CounterSpace, DocChange, EntryRef};
 use cardmesh_model::docs::DocName;
+use cardmesh_model::entry::keeps_signature;
 use cardmesh_model::registry::CardRecord;
 use cardmesh_model::replica::IngestReport;
 use cardmesh_model::{
@@ -667,7 +668,12 @@ fn append_in(
     let own = ctx.node.key.node_id();
     let head = ctx.tables.head(&own)?;
     let hlc = ctx.node.hlc.tick(ctx.node.clock.now_ms());
-    let entry = Entry::create(&ctx.node.key, head, hlc, body);
+    let mut entry = Entry::unsigned(own, head, hlc, body);
+    // Signed now if a replica keeps this signature or no later job of the group can
+    // vouch for it; otherwise the group's last own entry does (`writer::sign_own_head`).
+    if ctx.last_job || keeps_signature(entry.seq, false) {
+        entry.sign(&ctx.node.key);
+    }
     Ok(ingest::append_own(ctx, &entry)?
         .map(|()| entry)
         .map_err(StoreError::from))
