@@ -115,27 +115,6 @@ fn assert_ledger_equals_card(store: &Store, p: &mut Purse, asn: CardAsn) {
 const CREDIT_FOR_LOAD: u8 = 0x52;
 const DEBIT_FOR_PURCHASE: u8 = 0x54;
 
-fn own_actions(store: &Store) -> Vec<OperatorActionKind> {
-    let own = store.node_id();
-    let head = store.head(&own).unwrap().seq;
-    store
-        .entries(
-            cardmesh_model::FeedRange {
-                origin: own,
-                from: 1,
-                to: head,
-            },
-            usize::MAX,
-        )
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e.body {
-            Body::Operator(a) => Some(a.action),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn a_refund_needs_a_manager_never_exceeds_the_sale_and_leaves_ledger_equal_to_card() {
     let net = Net::create();
@@ -178,7 +157,7 @@ fn a_refund_needs_a_manager_never_exceeds_the_sale_and_leaves_ledger_equal_to_ca
     assert_eq!(r.txn.operator, Some("cash-1".parse().unwrap()));
     assert_eq!(balance(&mut p), 8_000);
     assert!(
-        own_actions(&store)
+        operator_actions(&store)
             .iter()
             .any(|a| matches!(a, OperatorActionKind::Approved { what } if what.contains("refund")))
     );
@@ -389,7 +368,7 @@ fn a_reprint_rebuilds_the_receipt_from_the_ledger_marked_reprint() {
     assert!(matches!(err, PosError::NoSuchReceipt { .. }), "{err}");
     let err = pos.reprint(Some(till(5)), None).unwrap_err();
     assert!(matches!(err, PosError::NoSuchReceipt { .. }), "{err}");
-    let reprints = own_actions(&store)
+    let reprints = operator_actions(&store)
         .into_iter()
         .filter(|a| matches!(a, OperatorActionKind::Reprinted { .. }))
         .count();
