@@ -674,9 +674,11 @@ fn append_in(
     if ctx.last_job || keeps_signature(entry.seq, false) {
         entry.sign(&ctx.node.key);
     }
-    Ok(ingest::append_own(ctx, &entry)?
-        .map(|()| entry)
-        .map_err(StoreError::from))
+    let appended = ingest::append_own(ctx, &entry)?;
+    if appended.is_ok() {
+        ctx.own_head_unsigned = entry.sig.is_none();
+    }
+    Ok(appended.map(|()| entry).map_err(StoreError::from))
 }
 
 /// A counter's value as the config table holds it (0 if it holds none).

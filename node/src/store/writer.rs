@@ -41,6 +41,8 @@ pub struct Ctx<'t> {
     pub node: &'t mut NodeState,
     /// Whether the job running is the last of its group commit: see `sign_own_head`.
     pub last_job: bool,
+    /// Whether this node's newest entry was appended in this group without a signature.
+    pub own_head_unsigned: bool,
 }
 
 /// The answer channel of each subscriber (see `Store::subscribe`).
@@ -190,6 +192,7 @@ fn commit(
             docs: DocCache::default(),
             node,
             last_job: false,
+            own_head_unsigned: false,
         };
         let jobs = batch.len();
         for (i, job) in batch.iter_mut().enumerate() {
@@ -200,9 +203,12 @@ fn commit(
             mut tables,
             docs,
             node,
+            own_head_unsigned,
             ..
         } = ctx;
-        sign_own_head(&mut tables, &node.key)?;
+        if own_head_unsigned {
+            sign_own_head(&mut tables, &node.key)?;
+        }
         tables.reports.flush()?;
         docs.flush(&mut tables.docs, &mut tables.doc_changes)?;
         if node.hlc != hlc_before {
@@ -220,7 +226,7 @@ fn commit(
 /// end of each group commit: feed format 2 lets that one signature vouch, through the
 /// hash chain, for the group's other entries, so eight tills sharing a commit cost one
 /// signature instead of eight. The last job signs its own entry as it makes it; this
-/// covers a group whose last job appended nothing.
+/// covers a group whose last job appended nothing, and runs only then.
 fn sign_own_head(tables: &mut Tables<'_>, key: &NodeKey) -> Result<(), StoreError> {
     let own = key.node_id();
     let head = tables.head(&own)?;
