@@ -171,6 +171,11 @@ impl TxnKind {
         }
     }
 
+    /// Whether the holder spends with it: what the per-card daily limits count.
+    pub fn is_spending(&self) -> bool {
+        matches!(self, TxnKind::Purchase | TxnKind::DebitForUnlock)
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             TxnKind::Purchase => "purchase",

@@ -370,3 +370,71 @@ fn an_operator_logs_in_with_the_operator_card_and_its_pin() {
         "{actions:?}"
     );
 }
+
+/// The daily limits read what the card spent today at every till of the node, with
+/// loads left out: the daily amount is refused past its limit, the frequency flagged.
+#[test]
+fn a_cards_spending_today_counts_at_every_till_toward_its_daily_limits() {
+    let net = Net::create();
+    let store = net.desk();
+    let mut first = open(&net, &store);
+    let mut second = Pos::open(&store, &net.desk_key(), till(1), clock()).unwrap();
+    login(&first, "admin-1");
+    login(&second, "admin-1");
+    first.set_max_purchases_per_day(2);
+    second.set_max_purchases_per_day(2);
+    let mut sam = software_sam(&store, &net.desk_key(), terminal()).unwrap();
+    let mut other_sam = software_sam(&store, &net.desk_key(), till(1)).unwrap();
+    let mut p = purse(net.chip(&store, 6, true, VALID));
+    first.load(&mut p, yuan("5000"), &pin()).unwrap();
+    let day = first
+        .purchase(&mut p, &mut sam, &line("tv", 1), Some(&pin()))
+        .unwrap()
+        .txn
+        .business_day;
+    second.load(&mut p, yuan("3000"), &pin()).unwrap();
+    assert_eq!(
+        store.card_spending(&asn(6), day).unwrap(),
+        (yuan("3000"), 1)
+    );
+
+    let entries = card_entries(&store, asn(6));
+    let err = second
+        .purchase(&mut p, &mut other_sam, &line("tv", 1), Some(&pin()))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PosError::Risk(Refusal::OverDailyLimit { spent, .. }) if spent == yuan("3000")
+        ),
+        "{err}"
+    );
+    assert_eq!(card_entries(&store, asn(6)), entries);
+    assert_eq!(p.balance().unwrap(), 500_000);
+
+    let flagged = |store: &Store| {
+        store
+            .alarms(100)
+            .unwrap()
+            .into_iter()
+            .filter(|e| matches!(&e.body, Body::Alarm(a) if a.kind == AlarmKind::RiskLimit))
+            .count()
+    };
+    second
+        .purchase(&mut p, &mut other_sam, &line("cola", 1), None)
+        .unwrap();
+    assert_eq!(
+        flagged(&store),
+        0,
+        "the second purchase of the day is not flagged"
+    );
+    first
+        .purchase(&mut p, &mut sam, &line("cola", 1), None)
+        .unwrap();
+    assert_eq!(flagged(&store), 1, "the third is done and flagged");
+    assert_eq!(
+        store.card_spending(&asn(6), day).unwrap(),
+        (yuan("3006"), 3)
+    );
+    store.verify_views().unwrap();
+}

@@ -6,6 +6,7 @@
 
 mod store_support;
 
+use cardmesh_model::money::Money;
 use cardmesh_node::store::{SCHEMA_VERSION, Store, StoreError};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
@@ -203,5 +204,49 @@ fn a_v2_store_gets_its_card_counters_indexed_on_open() {
             .is_none()
     );
     assert!(store.pending_intents(&asn(1)).unwrap().is_empty());
+    store.verify_views().unwrap();
+}
+
+/// Added in v7: each card's spending per business day.
+const CARD_DAYS: TableDefinition<&[u8; 12], (i64, u32)> = TableDefinition::new("card_days");
+
+#[test]
+fn a_v6_store_gets_its_cards_spending_per_day_summed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let path = dir.path().join("node1.redb");
+    let store = net.store(dir.path(), 1);
+    let site = net.site_of(1);
+    store
+        .append_local(purchase(site.clone(), asn(1), 0, 500))
+        .unwrap();
+    store
+        .append_local(purchase(site.clone(), asn(1), 1, 250))
+        .unwrap();
+    store.append_local(purchase(site, asn(2), 0, 99)).unwrap();
+    let before = (
+        store.card_spending(&asn(1), day()).unwrap(),
+        store.card_spending(&asn(2), day()).unwrap(),
+    );
+    assert_eq!(before.0, (Money::from_fen(750), 2));
+    drop(store);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_write().unwrap();
+    assert!(txn.delete_table(CARD_DAYS).unwrap());
+    txn.commit().unwrap();
+    drop(db);
+    set_schema(&path, 6);
+
+    let store = Store::open(&path, net.keys[1].clone(), TestClock::new(0)).unwrap();
+    assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION);
+    let after = (
+        store.card_spending(&asn(1), day()).unwrap(),
+        store.card_spending(&asn(2), day()).unwrap(),
+    );
+    assert_eq!(after, before);
+    assert_eq!(
+        store.card_spending(&asn(3), day()).unwrap(),
+        (Money::ZERO, 0)
+    );
     store.verify_views().unwrap();
 }

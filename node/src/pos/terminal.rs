@@ -645,22 +645,8 @@ impl Pos {
 
     /// Money spent and purchases made with a card today, from the local ledger.
     fn card_day(&self, asn: &CardAsn) -> Result<CardDay, PosError> {
-        let today = self.today();
-        let mut day = CardDay::default();
-        let day_start = self.now_ms() - 86_400_000;
-        for e in self
-            .store
-            .card_history_since(asn, day_start.max(0) as u64)?
-        {
-            if let Some(t) = e.body.card_txn()
-                && t.business_day == today
-                && matches!(t.kind, TxnKind::Purchase | TxnKind::DebitForUnlock)
-            {
-                day.spent = Money::from_fen(day.spent.fen().saturating_add(t.amount.fen()));
-                day.purchases += 1;
-            }
-        }
-        Ok(day)
+        let (spent, purchases) = self.store.card_spending(asn, self.today())?;
+        Ok(CardDay { spent, purchases })
     }
 
     pub(super) fn blank_txn(

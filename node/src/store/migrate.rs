@@ -8,19 +8,20 @@
 use super::error::StoreError;
 use super::reports::ReportTables;
 use super::schema::{
-    self, BLACKLIST, BLOCKED, CARD_COUNTERS, CERTS, DOC_CHANGES, DOCS, FEEDS, INTENTS, META,
-    META_SCHEMA, PENDING_INTENTS, REPORT_ROWS, REPORT_TOTALS, SCHEMA_VERSION,
+    self, BLACKLIST, BLOCKED, CARD_COUNTERS, CARD_DAYS, CERTS, DOC_CHANGES, DOCS, FEEDS, INTENTS,
+    LEDGER_BY_CARD, META, META_SCHEMA, PENDING_INTENTS, REPORT_ROWS, REPORT_TOTALS, SCHEMA_VERSION,
 };
 use cardmesh_model::blacklist::CardBlocks;
 use cardmesh_model::body::Body;
 use cardmesh_model::report::{Tally, Totals};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use std::collections::BTreeMap;
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes a file from schema version `i + 1` to `i + 2`.
 const MIGRATIONS: [Migration; (SCHEMA_VERSION - 1) as usize] =
-    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6];
+    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7];
 
 /// Brings the file to the current schema; returns the version it was found at.
 pub fn run(db: &Database) -> Result<u32, StoreError> {
@@ -188,6 +189,33 @@ fn v5_to_v6(txn: &WriteTransaction) -> Result<(), StoreError> {
     let feeds = txn.open_table(FEEDS)?;
     if let Some(row) = feeds.first()? {
         schema::decode_entry(row.1.value())?;
+    }
+    Ok(())
+}
+
+/// v7 adds each card's spending per business day, summed from the ledger as it stands.
+fn v6_to_v7(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let ledger = txn.open_table(LEDGER_BY_CARD)?;
+    let feeds = txn.open_table(FEEDS)?;
+    let mut days: BTreeMap<[u8; 12], (i64, u32)> = BTreeMap::new();
+    for row in ledger.iter()? {
+        let at = schema::index_tail(row?.0.value());
+        let Some(bytes) = feeds.get(&schema::entry_key(&at.origin, at.seq))? else {
+            return Err(StoreError::corrupt("a ledger index names a missing entry"));
+        };
+        let e = schema::decode_entry(bytes.value())?;
+        if let Some(t) = e.body.card_txn()
+            && t.kind.is_spending()
+        {
+            let day = days
+                .entry(schema::card_day_key(&t.asn, t.business_day))
+                .or_default();
+            *day = schema::card_day_with(*day, t.amount.fen(), true);
+        }
+    }
+    let mut table = txn.open_table(CARD_DAYS)?;
+    for (k, v) in days {
+        table.insert(&k, v)?;
     }
     Ok(())
 }

@@ -38,6 +38,7 @@ use cardmesh_model::blacklist::CardBlocks;
 use cardmesh_model::body::{Body, CounterSpace, DocChange, EntryRef};
 use cardmesh_model::docs::DocName;
 use cardmesh_model::entry::keeps_signature;
+use cardmesh_model::money::Money;
 use cardmesh_model::registry::CardRecord;
 use cardmesh_model::replica::IngestReport;
 use cardmesh_model::{
@@ -429,16 +430,19 @@ impl Store {
         self.indexed(LEDGER_BY_CARD, &lo, &hi)
     }
 
-    /// A card's transactions since an HLC instant (unix ms), in HLC order: a day's
-    /// worth without reading the card's whole history.
-    pub fn card_history_since(
+    /// What a card spent on one business day, and in how many operations (purchases and
+    /// debits for unlock), as this node's ledger holds them.
+    pub fn card_spending(
         &self,
         asn: &CardAsn,
-        since_ms: u64,
-    ) -> Result<Vec<Entry>, StoreError> {
-        let (mut lo, hi) = card_range(asn);
-        lo[8..16].copy_from_slice(&since_ms.to_be_bytes());
-        self.indexed(LEDGER_BY_CARD, &lo, &hi)
+        day: BusinessDay,
+    ) -> Result<(Money, u32), StoreError> {
+        let txn = self.read()?;
+        let (fen, count) = txn
+            .open_table(CARD_DAYS)?
+            .get(&card_day_key(asn, day))?
+            .map_or((0, 0), |v| v.value());
+        Ok((Money::from_fen(fen), count))
     }
 
     /// A site's card transactions of one business day, in HLC order.

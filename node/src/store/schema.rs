@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The schema this build writes. Older files are migrated on open (see `migrate`).
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Identity and bookkeeping: schema version, this node's id, its certificate and HQ's,
 /// the last HLC issued.
@@ -50,6 +50,10 @@ pub const LEDGER_BY_SITE_DAY: TableDefinition<&[u8; 88], ()> =
 /// (terminal, business day, hlc, origin, seq): card transactions by terminal and day.
 pub const LEDGER_BY_TERMINAL_DAY: TableDefinition<&[u8; 62], ()> =
     TableDefinition::new("ledger_by_terminal_day");
+/// (card, business day) -> (fen, count) of the card's spending that day (purchases and
+/// debits for unlock) as the ledger holds it: what the per-card daily limits read, in one
+/// point read however long the card's day. Since schema v7.
+pub const CARD_DAYS: TableDefinition<&[u8; 12], (i64, u32)> = TableDefinition::new("card_days");
 /// (origin, seq) -> (): alarm entries.
 pub const ALARMS: TableDefinition<&[u8; 40], ()> = TableDefinition::new("alarms");
 /// (origin, seq) -> why the entry's content could not be folded.
@@ -109,6 +113,7 @@ pub fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(LEDGER_BY_CARD)?;
     txn.open_table(LEDGER_BY_SITE_DAY)?;
     txn.open_table(LEDGER_BY_TERMINAL_DAY)?;
+    txn.open_table(CARD_DAYS)?;
     txn.open_table(ALARMS)?;
     txn.open_table(UNFOLDABLE)?;
     txn.open_table(DOCS)?;
@@ -185,6 +190,22 @@ pub fn card_key(asn: &CardAsn, hlc: Hlc, at: &EntryRef) -> [u8; 60] {
 
 pub fn card_range(asn: &CardAsn) -> ([u8; 60], [u8; 60]) {
     prefix_range(&asn.0)
+}
+
+pub fn card_day_key(asn: &CardAsn, day: BusinessDay) -> [u8; 12] {
+    let mut k = [0; 12];
+    k[..8].copy_from_slice(&asn.0);
+    k[8..].copy_from_slice(&day.ymd().to_be_bytes());
+    k
+}
+
+/// A `CARD_DAYS` value with one operation of `amount` added or taken away.
+pub fn card_day_with(day: (i64, u32), amount: i64, add: bool) -> (i64, u32) {
+    if add {
+        (day.0.saturating_add(amount), day.1.saturating_add(1))
+    } else {
+        (day.0.saturating_sub(amount), day.1.saturating_sub(1))
+    }
 }
 
 /// Site names are at most 32 bytes of ASCII without NUL, so zero padding keeps both

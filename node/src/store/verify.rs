@@ -139,13 +139,26 @@ pub fn verify(txn: &ReadTransaction, hq_cert: &Certificate) -> Result<(), StoreE
     same("ledger by card", &ledger, &views.ledger)?;
 
     let (mut by_site, mut by_terminal) = (BTreeSet::new(), BTreeSet::new());
+    let mut days: BTreeMap<[u8; 12], (i64, u32)> = BTreeMap::new();
     let by_ref: BTreeMap<EntryRef, &Entry> = entries().map(|e| (e.entry_ref(), e)).collect();
     for (hlc, at) in views.ledger.values().flatten() {
         if let Some(t) = by_ref.get(at).and_then(|e| e.body.card_txn()) {
             by_site.insert(site_day_key(&t.site, t.business_day, *hlc, at));
             by_terminal.insert(terminal_day_key(&t.terminal, t.business_day, *hlc, at));
+            if t.kind.is_spending() {
+                let day = days
+                    .entry(card_day_key(&t.asn, t.business_day))
+                    .or_default();
+                *day = card_day_with(*day, t.amount.fen(), true);
+            }
         }
     }
+    let mut stored_days = BTreeMap::new();
+    for row in txn.open_table(CARD_DAYS)?.iter()? {
+        let (k, v) = row?;
+        stored_days.insert(*k.value(), v.value());
+    }
+    same("cards' spending per day", &stored_days, &days)?;
     let mut stored_site = BTreeSet::new();
     for row in txn.open_table(LEDGER_BY_SITE_DAY)?.iter()? {
         stored_site.insert(*row?.0.value());
@@ -230,6 +243,7 @@ pub fn replica_digest(txn: &ReadTransaction) -> Result<cardmesh_model::Hash, Sto
     hash_table(txn, LEDGER_BY_CARD, &mut h)?;
     hash_table(txn, LEDGER_BY_SITE_DAY, &mut h)?;
     hash_table(txn, LEDGER_BY_TERMINAL_DAY, &mut h)?;
+    hash_table(txn, CARD_DAYS, &mut h)?;
     hash_table(txn, ALARMS, &mut h)?;
     hash_table(txn, UNFOLDABLE, &mut h)?;
     let docs_table = txn.open_table(DOCS)?;

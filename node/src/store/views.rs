@@ -25,6 +25,7 @@ pub struct Tables<'t> {
     pub by_card: Table<'t, &'static [u8; 60], ()>,
     pub by_site_day: Table<'t, &'static [u8; 88], ()>,
     pub by_terminal_day: Table<'t, &'static [u8; 62], ()>,
+    pub card_days: Table<'t, &'static [u8; 12], (i64, u32)>,
     pub alarms: Table<'t, &'static [u8; 40], ()>,
     pub unfoldable: Table<'t, &'static [u8; 40], &'static str>,
     pub docs: Table<'t, &'static [u8], &'static [u8]>,
@@ -51,6 +52,7 @@ impl<'t> Tables<'t> {
             by_card: txn.open_table(LEDGER_BY_CARD)?,
             by_site_day: txn.open_table(LEDGER_BY_SITE_DAY)?,
             by_terminal_day: txn.open_table(LEDGER_BY_TERMINAL_DAY)?,
+            card_days: txn.open_table(CARD_DAYS)?,
             alarms: txn.open_table(ALARMS)?,
             unfoldable: txn.open_table(UNFOLDABLE)?,
             docs: txn.open_table(DOCS)?,
@@ -101,7 +103,7 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// The ledger index keys of one card transaction.
+    /// The ledger index keys of one card transaction, and its card's spending that day.
     fn index_txn(
         &mut self,
         t: &CardTxn,
@@ -120,6 +122,16 @@ impl<'t> Tables<'t> {
             self.by_card.remove(&by_card)?;
             self.by_site_day.remove(&by_site)?;
             self.by_terminal_day.remove(&by_terminal)?;
+        }
+        if t.kind.is_spending() {
+            let key = schema::card_day_key(&t.asn, t.business_day);
+            let day = self.card_days.get(&key)?.map_or((0, 0), |v| v.value());
+            // A day emptied by a twin moving to another day goes, so that replicas
+            // holding the same ledger hold the same rows.
+            match schema::card_day_with(day, t.amount.fen(), add) {
+                (0, 0) => self.card_days.remove(&key)?,
+                day => self.card_days.insert(&key, day)?,
+            };
         }
         Ok(())
     }
