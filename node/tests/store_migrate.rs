@@ -250,3 +250,67 @@ fn a_v6_store_gets_its_cards_spending_per_day_summed_on_open() {
     );
     store.verify_views().unwrap();
 }
+
+/// Before v8: card -> its whole history as one value. Replaced in v8 by rows.
+const CARD_CHAINS: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("card_chains");
+const CARD_HISTORY: TableDefinition<&[u8; 11], &[u8]> = TableDefinition::new("card_history");
+
+#[test]
+fn a_v7_store_gets_its_card_histories_split_into_rows_on_open() {
+    use cardmesh_model::codec::{self, Kind};
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let path = dir.path().join("node1.redb");
+    let store = net.store(dir.path(), 1);
+    let site = net.site_of(1);
+    store
+        .append_local(purchase(site.clone(), asn(1), 0, 500))
+        .unwrap();
+    store
+        .append_local(purchase(site.clone(), asn(1), 1, 250))
+        .unwrap();
+    // Counter 1 again with other contents: a clone, so the history has marks too.
+    store
+        .append_local(purchase(site.clone(), asn(1), 1, 300))
+        .unwrap();
+    store.append_local(purchase(site, asn(2), 0, 99)).unwrap();
+    let before = [
+        store.card_chain(&asn(1)).unwrap().unwrap(),
+        store.card_chain(&asn(2)).unwrap().unwrap(),
+    ];
+    assert_eq!(before[0].len(), 2);
+    assert!(!store.anomalies().unwrap().is_empty());
+    drop(store);
+    // The v7 value of a history had the layout `CardChain` still serializes to.
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_write().unwrap();
+    assert!(txn.delete_table(CARD_HISTORY).unwrap());
+    {
+        let mut chains = txn.open_table(CARD_CHAINS).unwrap();
+        for (n, chain) in [1, 2].into_iter().zip(&before) {
+            let value = codec::encode(Kind::View, chain);
+            chains.insert(&asn(n).0, value.as_slice()).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+    drop(db);
+    set_schema(&path, 7);
+
+    let store = Store::open(&path, net.keys[1].clone(), TestClock::new(0)).unwrap();
+    assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION);
+    assert_eq!(store.card_chain(&asn(1)).unwrap().unwrap(), before[0]);
+    assert_eq!(store.card_chain(&asn(2)).unwrap().unwrap(), before[1]);
+    // The next operation extends the migrated history.
+    store
+        .append_local(purchase(net.site_of(1), asn(2), 1, 1))
+        .unwrap();
+    assert_eq!(store.card_chain(&asn(2)).unwrap().unwrap().len(), 2);
+    store.verify_views().unwrap();
+    drop(store);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    assert!(
+        txn.open_table(CARD_CHAINS).is_err(),
+        "the old table is gone"
+    );
+}

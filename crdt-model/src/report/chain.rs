@@ -18,6 +18,7 @@
 //! nothing until the hole is filled.
 
 use super::totals::TxnClass;
+pub use crate::body::CounterSpace;
 use crate::body::{
     Alarm, AlarmKind, BlacklistEvent, BlockReason, Body, CardTxn, EntryRef, TxnKind,
 };
@@ -27,27 +28,6 @@ use crate::money::Money;
 use crate::sign::Hash;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Which of the card's counters an operation used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum CounterSpace {
-    Online,
-    Offline,
-}
-
-/// The counter an operation kind uses on the card; `None` for operations that do not
-/// run a card transaction (sale or replacement of the card at a desk; a return empties
-/// the card with a debit).
-pub fn counter_space(kind: &TxnKind) -> Option<CounterSpace> {
-    match kind {
-        TxnKind::Load | TxnKind::Refund | TxnKind::Reversal => Some(CounterSpace::Online),
-        TxnKind::Purchase
-        | TxnKind::GreyLock
-        | TxnKind::DebitForUnlock
-        | TxnKind::Return { .. } => Some(CounterSpace::Offline),
-        TxnKind::Issue { .. } | TxnKind::Replace { .. } => None,
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum AnomalyKind {
@@ -113,9 +93,10 @@ pub struct Anomaly {
     pub detail: String,
 }
 
-/// What the history keeps of one operation.
+/// What the history keeps of one operation. A store keeps one row per link, so that an
+/// operation writes its own link and not the card's whole history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Link {
+pub struct Link {
     at: EntryRef,
     digest: Hash,
     card_time: CardTime,
@@ -123,12 +104,18 @@ struct Link {
     after: Money,
 }
 
-/// One card's history: every counted operation by counter, the anomalies already
-/// reported (so each is reported once), and its grey locks. The unit the store keeps
-/// per card.
+/// One card's history: every counted operation by counter, and its marks.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardChain {
     links: BTreeMap<(CounterSpace, u16), Link>,
+    marks: ChainMarks,
+}
+
+/// The history's state beside its links: the anomalies already reported (so each is
+/// reported once) and the grey locks still open. A few bytes per anomaly and per grey
+/// lock, stored as one value per card.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainMarks {
     reported: BTreeSet<(AnomalyKind, Option<CounterSpace>, u16)>,
     /// Grey lock entries with when they were logged and the counter they used. One lock
     /// may be logged twice (its own site's entry and another site's completion of the
@@ -137,6 +124,7 @@ pub struct CardChain {
     locks: BTreeMap<EntryRef, (Hlc, u16)>,
     /// Counters of the locks a debit for unlock completed. A grey-locked card refuses
     /// everything but the debit for unlock, so that debit uses the lock's counter + 1.
+    /// A completed lock leaves `locks`, whichever of the two arrived first.
     unlocked: BTreeSet<u16>,
 }
 
@@ -165,20 +153,27 @@ impl CardChain {
         let mut found = Vec::new();
         match (&t.kind, t.refers_to) {
             (TxnKind::GreyLock, _) => {
-                self.locks.insert(at, (hlc, t.card_counter));
+                if !self.marks.unlocked.contains(&t.card_counter) {
+                    self.marks.locks.insert(at, (hlc, t.card_counter));
+                }
             }
             (TxnKind::DebitForUnlock, _) => {
                 if let Some(lock) = t.card_counter.checked_sub(1) {
-                    self.unlocked.insert(lock);
+                    self.marks.unlocked.insert(lock);
+                    self.marks.locks.retain(|_, (_, counter)| *counter != lock);
                 }
             }
             _ => {}
         }
-        let Some(space) = counter_space(&t.kind) else {
+        let Some(space) = t.kind.counter_space() else {
             return found;
         };
         let mut report = |chain: &mut CardChain, kind, detail: String| {
-            if chain.reported.insert((kind, Some(space), t.card_counter)) {
+            if chain
+                .marks
+                .reported
+                .insert((kind, Some(space), t.card_counter))
+            {
                 found.push(Anomaly {
                     asn: t.asn,
                     kind,
@@ -231,6 +226,7 @@ impl CardChain {
         }
         for (space, counter, detail) in self.breaks() {
             if self
+                .marks
                 .reported
                 .insert((AnomalyKind::BalanceBreak, Some(space), counter))
             {
@@ -332,14 +328,39 @@ impl CardChain {
     /// A lock logged twice is listed once, as its earliest entry.
     pub fn open_locks(&self) -> Vec<(EntryRef, Hlc)> {
         let mut open: BTreeMap<u16, (Hlc, EntryRef)> = BTreeMap::new();
-        for (r, (h, counter)) in &self.locks {
-            if self.unlocked.contains(counter) {
+        for (r, (h, counter)) in &self.marks.locks {
+            // Histories stored before schema v8 kept completed locks in `locks`.
+            if self.marks.unlocked.contains(counter) {
                 continue;
             }
             let earliest = open.entry(*counter).or_insert((*h, *r));
             *earliest = (*earliest).min((*h, *r));
         }
         open.into_values().map(|(h, r)| (r, h)).collect()
+    }
+
+    /// The history from its stored parts: its links by counter, and its marks.
+    pub fn from_parts(
+        links: impl IntoIterator<Item = (CounterSpace, u16, Link)>,
+        marks: ChainMarks,
+    ) -> CardChain {
+        CardChain {
+            links: links.into_iter().map(|(s, c, l)| ((s, c), l)).collect(),
+            marks,
+        }
+    }
+
+    /// The link held for one counter.
+    pub fn link(&self, space: CounterSpace, counter: u16) -> Option<&Link> {
+        self.links.get(&(space, counter))
+    }
+
+    pub fn links(&self) -> impl Iterator<Item = (CounterSpace, u16, &Link)> {
+        self.links.iter().map(|((s, c), l)| (*s, *c, l))
+    }
+
+    pub fn marks(&self) -> &ChainMarks {
+        &self.marks
     }
 
     /// Operations held, by counter.

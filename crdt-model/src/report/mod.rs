@@ -13,7 +13,7 @@ pub mod locks;
 pub mod scope;
 pub mod totals;
 
-pub use chain::{Anomaly, AnomalyKind, CardChain, CounterSpace, answer};
+pub use chain::{Anomaly, AnomalyKind, CardChain, ChainMarks, CounterSpace, Link, answer};
 pub use locks::stale_locks;
 pub use scope::Scope;
 pub use totals::{ProductTally, Tally, Totals, TxnClass};

@@ -230,5 +230,10 @@ proptest! {
         let mut reference = CardChain::default();
         kinds(&mut reference, &ops);
         prop_assert_eq!(chain.shadow_balance(), reference.shadow_balance());
+        let stored = CardChain::from_parts(
+            chain.links().map(|(s, c, l)| (s, c, l.clone())),
+            chain.marks().clone(),
+        );
+        prop_assert_eq!(stored, chain);
     }
 }

@@ -89,11 +89,7 @@ impl Store {
     /// A card's history as rebuilt from every feed.
     pub fn card_chain(&self, asn: &CardAsn) -> Result<Option<CardChain>, StoreError> {
         let txn = self.read()?;
-        let chains = txn.open_table(CARD_CHAINS)?;
-        chains
-            .get(&asn.0)?
-            .map(|v| schema::decode_view(v.value(), "card history"))
-            .transpose()
+        reports::load_chain(&txn.open_table(CARD_HISTORY)?, asn)
     }
 
     /// Every anomaly found, and whether this node has answered it.

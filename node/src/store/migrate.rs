@@ -8,20 +8,23 @@
 use super::error::StoreError;
 use super::reports::ReportTables;
 use super::schema::{
-    self, BLACKLIST, BLOCKED, CARD_COUNTERS, CARD_DAYS, CERTS, DOC_CHANGES, DOCS, FEEDS, INTENTS,
-    LEDGER_BY_CARD, META, META_SCHEMA, PENDING_INTENTS, REPORT_ROWS, REPORT_TOTALS, SCHEMA_VERSION,
+    self, BLACKLIST, BLOCKED, CARD_COUNTERS, CARD_DAYS, CARD_HISTORY, CERTS, DOC_CHANGES, DOCS,
+    FEEDS, INTENTS, LEDGER_BY_CARD, META, META_SCHEMA, PENDING_INTENTS, REPORT_ROWS, REPORT_TOTALS,
+    SCHEMA_VERSION,
 };
+use cardmesh_model::CardAsn;
 use cardmesh_model::blacklist::CardBlocks;
 use cardmesh_model::body::Body;
-use cardmesh_model::report::{Tally, Totals};
-use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use cardmesh_model::report::{CardChain, ChainMarks, Tally, Totals};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use std::collections::BTreeMap;
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes a file from schema version `i + 1` to `i + 2`.
-const MIGRATIONS: [Migration; (SCHEMA_VERSION - 1) as usize] =
-    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7];
+const MIGRATIONS: [Migration; (SCHEMA_VERSION - 1) as usize] = [
+    v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8,
+];
 
 /// Brings the file to the current schema; returns the version it was found at.
 pub fn run(db: &Database) -> Result<u32, StoreError> {
@@ -217,5 +220,36 @@ fn v6_to_v7(txn: &WriteTransaction) -> Result<(), StoreError> {
     for (k, v) in days {
         table.insert(&k, v)?;
     }
+    Ok(())
+}
+
+/// Before v8: card -> `CardChain`, each card's whole history in one value.
+const CARD_CHAINS: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("card_chains");
+
+/// v8 keeps each card's history in rows, one per operation plus its marks, so that an
+/// operation no longer rewrites the card's whole history. `CardChain` still serializes
+/// as its links then its marks, the layout of the old values.
+fn v7_to_v8(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let chains = txn.open_table(CARD_CHAINS)?;
+    let mut history = txn.open_table(CARD_HISTORY)?;
+    for row in chains.iter()? {
+        let (asn, v) = row?;
+        let asn = CardAsn(*asn.value());
+        let chain: CardChain = schema::decode_view(v.value(), "card history")?;
+        for (space, n, link) in chain.links() {
+            history.insert(
+                &schema::counter_key(&asn, space, n),
+                schema::encode_view(link).as_slice(),
+            )?;
+        }
+        if chain.marks() != &ChainMarks::default() {
+            history.insert(
+                &schema::chain_marks_key(&asn),
+                schema::encode_view(chain.marks()).as_slice(),
+            )?;
+        }
+    }
+    drop(chains);
+    txn.delete_table(CARD_CHAINS)?;
     Ok(())
 }

@@ -32,7 +32,7 @@ pub struct ReportTables<'t> {
     rows: Table<'t, &'static [u8], &'static [u8]>,
     totals: Table<'t, &'static str, &'static [u8]>,
     freshness: Table<'t, &'static str, &'static [u8]>,
-    chains: Table<'t, &'static [u8; 8], &'static [u8]>,
+    history: Table<'t, &'static [u8; 11], &'static [u8]>,
     pub anomalies: Table<'t, &'static [u8; 49], &'static [u8]>,
     pub raised: Table<'t, &'static [u8; 49], ()>,
     grey_open: Table<'t, &'static [u8; 40], &'static [u8]>,
@@ -125,7 +125,7 @@ impl<'t> ReportTables<'t> {
             rows: txn.open_table(REPORT_ROWS)?,
             totals: txn.open_table(REPORT_TOTALS)?,
             freshness: txn.open_table(FRESHNESS)?,
-            chains: txn.open_table(CARD_CHAINS)?,
+            history: txn.open_table(CARD_HISTORY)?,
             anomalies: txn.open_table(ANOMALIES)?,
             raised: txn.open_table(RAISED)?,
             grey_open: txn.open_table(GREY_OPEN)?,
@@ -354,10 +354,10 @@ impl<'t> ReportTables<'t> {
         e: &Entry,
         t: &cardmesh_model::body::CardTxn,
     ) -> Result<(), StoreError> {
-        let mut chain: CardChain = match self.chains.get(&t.asn.0)? {
-            Some(v) => schema::decode_view(v.value(), "card history")?,
-            None => CardChain::default(),
-        };
+        let mut chain = load_chain(&self.history, &t.asn)?.unwrap_or_default();
+        let counter = t.kind.counter_space().map(|space| (space, t.card_counter));
+        let link_before = counter.and_then(|(s, c)| chain.link(s, c).cloned());
+        let marks_before = chain.marks().clone();
         let open_before = chain.open_locks();
         for a in chain.apply(e.entry_ref(), e.hlc, t) {
             self.anomalies
@@ -375,10 +375,50 @@ impl<'t> ReportTables<'t> {
                 schema::encode_view(&(t.asn, *hlc)).as_slice(),
             )?;
         }
-        self.chains
-            .insert(&t.asn.0, schema::encode_view(&chain).as_slice())?;
+        if let Some((space, n)) = counter
+            && let Some(link) = chain.link(space, n)
+            && Some(link) != link_before.as_ref()
+        {
+            self.history.insert(
+                &schema::counter_key(&t.asn, space, n),
+                schema::encode_view(link).as_slice(),
+            )?;
+        }
+        if chain.marks() != &marks_before {
+            self.history.insert(
+                &schema::chain_marks_key(&t.asn),
+                schema::encode_view(chain.marks()).as_slice(),
+            )?;
+        }
         Ok(())
     }
+}
+
+/// A card's history from its rows in `CARD_HISTORY`; `None` if it has none.
+pub fn load_chain(
+    history: &impl ReadableTable<&'static [u8; 11], &'static [u8]>,
+    asn: &CardAsn,
+) -> Result<Option<CardChain>, StoreError> {
+    let (lo, hi) = schema::card_history_range(asn);
+    let (mut links, mut marks) = (Vec::new(), None);
+    for row in history.range::<&[u8; 11]>(&lo..=&hi)? {
+        let (k, v) = row?;
+        match schema::parse_counter_key(k.value()) {
+            Some((space, n)) => links.push((
+                space,
+                n,
+                schema::decode_view(v.value(), "card history link")?,
+            )),
+            None => marks = Some(schema::decode_view(v.value(), "card history marks")?),
+        }
+    }
+    if links.is_empty() && marks.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(CardChain::from_parts(
+        links,
+        marks.unwrap_or_default(),
+    )))
 }
 
 fn waiting_key(sale: EntryRef, refund: EntryRef) -> [u8; 80] {

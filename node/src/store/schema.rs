@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The schema this build writes. Older files are migrated on open (see `migrate`).
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// Identity and bookkeeping: schema version, this node's id, its certificate and HQ's,
 /// the last HLC issued.
@@ -85,8 +85,13 @@ pub const REPORT_ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rep
 pub const REPORT_TOTALS: TableDefinition<&str, &[u8]> = TableDefinition::new("report_totals");
 /// site -> `Freshness`: when this node last received an entry about the site.
 pub const FRESHNESS: TableDefinition<&str, &[u8]> = TableDefinition::new("freshness");
-/// card -> `report::CardChain`: each card's rebuilt history.
-pub const CARD_CHAINS: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("card_chains");
+/// Each card's rebuilt history (`report::CardChain`) in rows: (card, counter space,
+/// counter) -> `report::Link`, and (card, `CHAIN_MARKS`) -> `report::ChainMarks`, so an
+/// operation writes one link however long the card's history. Since schema v8; before
+/// it, one value per card.
+pub const CARD_HISTORY: TableDefinition<&[u8; 11], &[u8]> = TableDefinition::new("card_history");
+/// The tag of a card's `ChainMarks` row in `CARD_HISTORY`, after the two counter spaces.
+pub const CHAIN_MARKS: u8 = 0xff;
 /// (card, anomaly kind, origin, seq) -> `report::Anomaly`: frauds found in card histories.
 pub const ANOMALIES: TableDefinition<&[u8; 49], &[u8]> = TableDefinition::new("anomalies");
 /// Same keys as `ANOMALIES`: the ones this node has answered with an alarm and a block.
@@ -123,7 +128,7 @@ pub fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(REPORT_ROWS)?;
     txn.open_table(REPORT_TOTALS)?;
     txn.open_table(FRESHNESS)?;
-    txn.open_table(CARD_CHAINS)?;
+    txn.open_table(CARD_HISTORY)?;
     txn.open_table(ANOMALIES)?;
     txn.open_table(RAISED)?;
     txn.open_table(GREY_OPEN)?;
@@ -266,6 +271,31 @@ pub fn counter_key(asn: &CardAsn, space: CounterSpace, counter: u16) -> [u8; 11]
     };
     k[9..].copy_from_slice(&counter.to_be_bytes());
     k
+}
+
+/// The `CARD_HISTORY` key of a card's marks, and the range of all its rows.
+pub fn chain_marks_key(asn: &CardAsn) -> [u8; 11] {
+    let mut k = [0; 11];
+    k[..8].copy_from_slice(&asn.0);
+    k[8] = CHAIN_MARKS;
+    k
+}
+
+pub fn card_history_range(asn: &CardAsn) -> ([u8; 11], [u8; 11]) {
+    let (mut lo, mut hi) = ([0; 11], [0xff; 11]);
+    lo[..8].copy_from_slice(&asn.0);
+    hi[..8].copy_from_slice(&asn.0);
+    (lo, hi)
+}
+
+/// The counter a `CARD_HISTORY` or `CARD_COUNTERS` key names; `None` for the marks row.
+pub fn parse_counter_key(k: &[u8; 11]) -> Option<(CounterSpace, u16)> {
+    let space = match k[8] {
+        0 => CounterSpace::Online,
+        1 => CounterSpace::Offline,
+        _ => return None,
+    };
+    Some((space, u16::from_be_bytes([k[9], k[10]])))
 }
 
 /// The pending-intent key of an intent, and the range of one card's pending intents (or
