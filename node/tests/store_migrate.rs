@@ -258,6 +258,8 @@ const CARD_HISTORY: TableDefinition<&[u8; 11], &[u8]> = TableDefinition::new("ca
 #[test]
 fn a_v7_store_gets_its_card_histories_split_into_rows_on_open() {
     use cardmesh_model::codec::{self, Kind};
+    use cardmesh_model::report::{AnomalyKind, CardChain, ChainMarks, CounterSpace, Link, MarksV7};
+    use std::collections::{BTreeMap, BTreeSet};
     let dir = tempfile::tempdir().unwrap();
     let net = Net::new();
     let path = dir.path().join("node1.redb");
@@ -269,26 +271,38 @@ fn a_v7_store_gets_its_card_histories_split_into_rows_on_open() {
     store
         .append_local(purchase(site.clone(), asn(1), 1, 250))
         .unwrap();
-    // Counter 1 again with other contents: a clone, so the history has marks too.
+    // Counter 1 again with other contents: a clone.
     store
         .append_local(purchase(site.clone(), asn(1), 1, 300))
         .unwrap();
     store.append_local(purchase(site, asn(2), 0, 99)).unwrap();
-    let before = [
-        store.card_chain(&asn(1)).unwrap().unwrap(),
-        store.card_chain(&asn(2)).unwrap().unwrap(),
+    let links = |n: u8| -> BTreeMap<(CounterSpace, u16), Link> {
+        let chain = store.card_chain(&asn(n)).unwrap().unwrap();
+        chain.links().map(|(s, c, l)| ((s, c), l.clone())).collect()
+    };
+    let old: [(BTreeMap<_, _>, MarksV7); 2] = [
+        (
+            links(1),
+            (
+                BTreeSet::from([(AnomalyKind::CloneSuspected, Some(CounterSpace::Offline), 1)]),
+                BTreeMap::new(),
+                BTreeSet::new(),
+            ),
+        ),
+        (links(2), Default::default()),
     ];
-    assert_eq!(before[0].len(), 2);
-    assert!(!store.anomalies().unwrap().is_empty());
+    assert_eq!(old[0].0.len(), 2);
+    let anomalies = store.anomalies().unwrap();
+    assert!(!anomalies.is_empty());
     drop(store);
-    // The v7 value of a history had the layout `CardChain` still serializes to.
+    // A v7 history was one value: its links, then its marks without the walk.
     let db = redb::Database::open(&path).unwrap();
     let txn = db.begin_write().unwrap();
     assert!(txn.delete_table(CARD_HISTORY).unwrap());
     {
         let mut chains = txn.open_table(CARD_CHAINS).unwrap();
-        for (n, chain) in [1, 2].into_iter().zip(&before) {
-            let value = codec::encode(Kind::View, chain);
+        for (n, value) in [1, 2].into_iter().zip(&old) {
+            let value = codec::encode(Kind::View, value);
             chains.insert(&asn(n).0, value.as_slice()).unwrap();
         }
     }
@@ -298,8 +312,14 @@ fn a_v7_store_gets_its_card_histories_split_into_rows_on_open() {
 
     let store = Store::open(&path, net.keys[1].clone(), TestClock::new(0)).unwrap();
     assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION);
-    assert_eq!(store.card_chain(&asn(1)).unwrap().unwrap(), before[0]);
-    assert_eq!(store.card_chain(&asn(2)).unwrap().unwrap(), before[1]);
+    for (n, (links, marks)) in [1, 2].into_iter().zip(old) {
+        let expected = CardChain::from_parts(
+            links.into_iter().map(|((s, c), l)| (s, c, l)),
+            ChainMarks::from(marks),
+        );
+        assert_eq!(store.card_chain(&asn(n)).unwrap().unwrap(), expected);
+    }
+    assert_eq!(store.anomalies().unwrap(), anomalies);
     // The next operation extends the migrated history.
     store
         .append_local(purchase(net.site_of(1), asn(2), 1, 1))

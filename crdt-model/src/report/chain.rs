@@ -104,16 +104,19 @@ pub struct Link {
     after: Money,
 }
 
-/// One card's history: every counted operation by counter, and its marks.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One card's history: its counted operations by counter, and its marks. Whole, it
+/// holds every link; partial (`CardChain::partial`), only the link of the counter being
+/// folded, which is enough unless that operation changes the walk before its end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CardChain {
     links: BTreeMap<(CounterSpace, u16), Link>,
     marks: ChainMarks,
+    partial: bool,
 }
 
 /// The history's state beside its links: the anomalies already reported (so each is
-/// reported once) and the grey locks still open. A few bytes per anomaly and per grey
-/// lock, stored as one value per card.
+/// reported once), the grey locks still open and where the balance walk stands. A few
+/// bytes per anomaly and per grey lock, stored as one value per card.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainMarks {
     reported: BTreeSet<(AnomalyKind, Option<CounterSpace>, u16)>,
@@ -126,7 +129,124 @@ pub struct ChainMarks {
     /// everything but the debit for unlock, so that debit uses the lock's counter + 1.
     /// A completed lock leaves `locks`, whichever of the two arrived first.
     unlocked: BTreeSet<u16>,
+    walk: Walk,
 }
+
+/// The links held per counter space (online, offline) and the highest counter held,
+/// which tell whether the counters are contiguous; and, when they are, the end of the
+/// balance walk over all of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Walk {
+    held: [u32; 2],
+    last: [Option<u16>; 2],
+    end: Option<WalkEnd>,
+}
+
+/// The end of the balance walk: the balance the last step left, and the walk's tail,
+/// the steps after the other counter's last link (all of one counter, taken with no
+/// rival). A new link at the end of one counter changes no step before it unless it
+/// would have beaten a tail step: it is on the other counter, and either some tail step
+/// did not fit its balance or the new link is not later than every tail step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct WalkEnd {
+    balance: Money,
+    tail: CounterSpace,
+    tail_latest: CardTime,
+    tail_fits: bool,
+}
+
+/// What `ChainMarks` held before the walk was kept: reported anomalies, grey locks and
+/// unlocked counters. Stores read their older histories through it.
+pub type MarksV7 = (
+    BTreeSet<(AnomalyKind, Option<CounterSpace>, u16)>,
+    BTreeMap<EntryRef, (Hlc, u16)>,
+    BTreeSet<u16>,
+);
+
+impl From<MarksV7> for ChainMarks {
+    fn from((reported, locks, unlocked): MarksV7) -> ChainMarks {
+        ChainMarks {
+            reported,
+            locks,
+            unlocked,
+            walk: Walk::default(),
+        }
+    }
+}
+
+fn side(space: CounterSpace) -> usize {
+    match space {
+        CounterSpace::Online => 0,
+        CounterSpace::Offline => 1,
+    }
+}
+
+impl Walk {
+    fn contiguous(&self, s: usize) -> bool {
+        match self.last[s] {
+            None => self.held[s] == 0,
+            Some(last) => u32::from(last) + 1 == self.held[s],
+        }
+    }
+
+    fn walkable(&self) -> bool {
+        self.contiguous(0) && self.contiguous(1)
+    }
+
+    fn add(&mut self, space: CounterSpace, counter: u16) {
+        let s = side(space);
+        self.held[s] += 1;
+        self.last[s] = self.last[s].max(Some(counter));
+    }
+
+    /// Takes one step, `l` on `space`, from the balance the walk left (`None` before the
+    /// first step). Returns the break it shows, if any.
+    fn step(&mut self, space: CounterSpace, counter: u16, l: &Link) -> Option<(u16, String)> {
+        let balance = self.end.map(|e| e.balance);
+        let fits = l.before == balance.unwrap_or(Money::ZERO);
+        let end = match self.end {
+            Some(e) if e.tail == space => WalkEnd {
+                balance: l.after,
+                tail: space,
+                tail_latest: e.tail_latest.max(l.card_time),
+                tail_fits: e.tail_fits && fits,
+            },
+            _ => WalkEnd {
+                balance: l.after,
+                tail: space,
+                tail_latest: l.card_time,
+                tail_fits: fits,
+            },
+        };
+        self.end = Some(end);
+        match balance {
+            Some(bal) if !fits => Some((
+                counter,
+                format!(
+                    "the card had {bal} but the operation at counter {counter} found {}",
+                    l.before
+                ),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// How a new link changes the walk.
+enum Plan {
+    /// The link is held already, or loses to the one held: nothing changes.
+    Keep,
+    /// A counter has a hole: no walk until it is filled.
+    Hole,
+    /// One step at the end of the walk.
+    Append,
+    /// A step before the end may change: walk every link again.
+    Rewalk,
+}
+
+/// Marker error: folding this operation needs every link of the card.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeedsHistory;
 
 fn digest(t: &CardTxn) -> Hash {
     Hash::of(&postcard::to_stdvec(t).expect("serializing to a Vec cannot fail"))
@@ -146,16 +266,38 @@ fn arithmetic_holds(t: &CardTxn) -> bool {
 }
 
 impl CardChain {
-    /// Folds one operation in and returns the anomalies it newly shows. Folding the
-    /// same set of operations in any order ends in the same history and reports the
-    /// same clones and breaks.
+    /// Folds one operation into a whole history and returns the anomalies it newly
+    /// shows. Folding the same set of operations in any order ends in the same history
+    /// and reports the same clones and breaks.
     pub fn apply(&mut self, at: EntryRef, hlc: Hlc, t: &CardTxn) -> Vec<Anomaly> {
+        self.try_apply(at, hlc, t)
+            .expect("a whole history has every link")
+    }
+
+    /// `apply`, on a partial history too: `Err(NeedsHistory)`, with nothing changed,
+    /// when the operation needs links the history does not hold.
+    pub fn try_apply(
+        &mut self,
+        at: EntryRef,
+        hlc: Hlc,
+        t: &CardTxn,
+    ) -> Result<Vec<Anomaly>, NeedsHistory> {
+        let link = Link {
+            at,
+            digest: digest(t),
+            card_time: t.card_time,
+            before: t.balance_before,
+            after: t.balance_after,
+        };
+        let space = t.kind.counter_space();
+        let plan = space.map(|s| self.plan(s, t.card_counter, &link));
+        if self.partial && matches!(plan, Some(Plan::Rewalk)) {
+            return Err(NeedsHistory);
+        }
         let mut found = Vec::new();
         match (&t.kind, t.refers_to) {
-            (TxnKind::GreyLock, _) => {
-                if !self.marks.unlocked.contains(&t.card_counter) {
-                    self.marks.locks.insert(at, (hlc, t.card_counter));
-                }
+            (TxnKind::GreyLock, _) if !self.marks.unlocked.contains(&t.card_counter) => {
+                self.marks.locks.insert(at, (hlc, t.card_counter));
             }
             (TxnKind::DebitForUnlock, _) => {
                 if let Some(lock) = t.card_counter.checked_sub(1) {
@@ -165,8 +307,8 @@ impl CardChain {
             }
             _ => {}
         }
-        let Some(space) = t.kind.counter_space() else {
-            return found;
+        let (Some(space), Some(plan)) = (space, plan) else {
+            return Ok(found);
         };
         let mut report = |chain: &mut CardChain, kind, detail: String| {
             if chain
@@ -195,13 +337,6 @@ impl CardChain {
                 ),
             );
         }
-        let link = Link {
-            at,
-            digest: digest(t),
-            card_time: t.card_time,
-            before: t.balance_before,
-            after: t.balance_after,
-        };
         let key = (space, t.card_counter);
         match self.links.get(&key) {
             Some(held) if held.digest != link.digest => {
@@ -222,9 +357,27 @@ impl CardChain {
             Some(_) => {}
             None => {
                 self.links.insert(key, link);
+                self.marks.walk.add(space, t.card_counter);
             }
         }
-        for (space, counter, detail) in self.breaks() {
+        let breaks = match plan {
+            Plan::Keep => Vec::new(),
+            Plan::Hole => {
+                self.marks.walk.end = None;
+                Vec::new()
+            }
+            Plan::Append => {
+                let l = &self.links[&key];
+                self.marks
+                    .walk
+                    .step(space, t.card_counter, l)
+                    .map(|(counter, detail)| (space, counter, detail))
+                    .into_iter()
+                    .collect()
+            }
+            Plan::Rewalk => self.rewalk(),
+        };
+        for (space, counter, detail) in breaks {
             if self
                 .marks
                 .reported
@@ -238,43 +391,60 @@ impl CardChain {
                 });
             }
         }
-        found
+        Ok(found)
     }
 
-    /// Whether one counter's operations have no hole: a chip's counters start at 0, so
-    /// any number missing from 0 to the last is an operation still on its way.
-    fn contiguous(&self, space: CounterSpace) -> bool {
-        let held = self.links.range((space, 0)..=(space, u16::MAX));
-        match held.clone().next_back() {
-            None => true,
-            Some(((_, last), _)) => usize::from(*last) + 1 == held.count(),
+    /// How a link for `counter` on `space` would change the walk.
+    fn plan(&self, space: CounterSpace, counter: u16, link: &Link) -> Plan {
+        let walk = &self.marks.walk;
+        match self.links.get(&(space, counter)) {
+            Some(held) if held.digest == link.digest => return Plan::Keep,
+            Some(held) if link.digest > held.digest => return Plan::Keep,
+            Some(_) if walk.walkable() => return Plan::Rewalk,
+            Some(_) => return Plan::Hole,
+            None => {}
+        }
+        let mut after = walk.clone();
+        after.add(space, counter);
+        if !after.walkable() {
+            return Plan::Hole;
+        }
+        let at_end = walk.walkable() && u32::from(counter) == walk.held[side(space)];
+        let unbeaten = match walk.end {
+            None => walk.held == [0, 0],
+            Some(e) => e.tail == space || (e.tail_fits && link.card_time > e.tail_latest),
+        };
+        if at_end && unbeaten {
+            Plan::Append
+        } else {
+            Plan::Rewalk
         }
     }
 
-    /// Walks both counters' operations, merging them by balance: the next operation is
-    /// the one (of the next online and the next offline) that starts from the balance
-    /// the last one left. Where neither does, the earlier by card time is a break.
-    fn breaks(&self) -> Vec<(CounterSpace, u16, String)> {
-        if !self.contiguous(CounterSpace::Online) || !self.contiguous(CounterSpace::Offline) {
-            return Vec::new();
-        }
-        let side = |s: CounterSpace| -> Vec<(u16, &Link)> {
+    /// Walks both counters' operations from the start, merging them by balance: the
+    /// next operation is the one (of the next online and the next offline) that starts
+    /// from the balance the last one left. Where neither does, the earlier by card time
+    /// is a break. Leaves the walk's end in the marks.
+    fn rewalk(&mut self) -> Vec<(CounterSpace, u16, String)> {
+        let mut walk = Walk {
+            end: None,
+            ..self.marks.walk.clone()
+        };
+        let run = |s: CounterSpace| -> Vec<(u16, &Link)> {
             self.links
                 .range((s, 0)..=(s, u16::MAX))
                 .map(|(k, l)| (k.1, l))
                 .collect()
         };
-        let (on, off) = (side(CounterSpace::Online), side(CounterSpace::Offline));
+        let (on, off) = (run(CounterSpace::Online), run(CounterSpace::Offline));
         let (mut i, mut j) = (0, 0);
-        let mut balance: Option<Money> = None;
         let mut out = Vec::new();
         while i < on.len() || j < off.len() {
             let a = on.get(i);
             let b = off.get(j);
-            let fits = |l: Option<&(u16, &Link)>| match (l, balance) {
-                (Some((_, l)), Some(bal)) => l.before == bal,
-                (Some((_, l)), None) => l.before == Money::ZERO,
-                (None, _) => false,
+            let balance = walk.end.map(|e| e.balance);
+            let fits = |l: Option<&(u16, &Link)>| {
+                l.is_some_and(|(_, l)| l.before == balance.unwrap_or(Money::ZERO))
             };
             let earlier_online = match (a, b) {
                 (Some(x), Some(y)) => x.1.card_time <= y.1.card_time,
@@ -284,39 +454,25 @@ impl CardChain {
             let take_online = match (fits(a), fits(b)) {
                 (true, false) => true,
                 (false, true) => false,
-                (true, true) => earlier_online,
-                (false, false) => {
-                    if let Some(bal) = balance {
-                        let (space, (counter, l)) = if earlier_online {
-                            (CounterSpace::Online, a.expect("online exists"))
-                        } else {
-                            (CounterSpace::Offline, b.expect("offline exists"))
-                        };
-                        out.push((
-                            space,
-                            *counter,
-                            format!(
-                                "the card had {bal} but the operation at counter {counter} found {}",
-                                l.before
-                            ),
-                        ));
-                    }
-                    earlier_online
-                }
+                _ => earlier_online,
             };
-            let l = if take_online {
+            let (space, (counter, l)) = if take_online {
                 i += 1;
-                a.expect("online exists").1
+                (CounterSpace::Online, a.expect("online exists"))
             } else {
                 j += 1;
-                b.expect("offline exists").1
+                (CounterSpace::Offline, b.expect("offline exists"))
             };
-            balance = Some(l.after);
+            if let Some((counter, detail)) = walk.step(space, *counter, l) {
+                out.push((space, counter, detail));
+            }
         }
+        self.marks.walk = walk;
         out
     }
 
-    /// The balance the card should hold after the last operation HQ knows of.
+    /// The balance the card should hold after the last operation HQ knows of (in a
+    /// whole history).
     pub fn shadow_balance(&self) -> Option<Money> {
         self.links
             .values()
@@ -339,14 +495,36 @@ impl CardChain {
         open.into_values().map(|(h, r)| (r, h)).collect()
     }
 
-    /// The history from its stored parts: its links by counter, and its marks.
+    /// The whole history from its stored parts: every link by counter, and its marks
+    /// (whose walk is taken again from the links).
     pub fn from_parts(
         links: impl IntoIterator<Item = (CounterSpace, u16, Link)>,
         marks: ChainMarks,
     ) -> CardChain {
-        CardChain {
+        let mut chain = CardChain {
             links: links.into_iter().map(|(s, c, l)| ((s, c), l)).collect(),
+            marks: ChainMarks {
+                walk: Walk::default(),
+                ..marks
+            },
+            partial: false,
+        };
+        for &(space, counter) in chain.links.keys() {
+            chain.marks.walk.add(space, counter);
+        }
+        if chain.marks.walk.walkable() {
+            chain.rewalk();
+        }
+        chain
+    }
+
+    /// A history from its marks and the link of one counter (if held): what folding an
+    /// operation on that counter needs, unless `try_apply` says otherwise.
+    pub fn partial(link: Option<(CounterSpace, u16, Link)>, marks: ChainMarks) -> CardChain {
+        CardChain {
+            links: link.into_iter().map(|(s, c, l)| ((s, c), l)).collect(),
             marks,
+            partial: true,
         }
     }
 
@@ -363,7 +541,21 @@ impl CardChain {
         &self.marks
     }
 
-    /// Operations held, by counter.
+    /// The operations at which a walk from scratch breaks.
+    #[cfg(test)]
+    pub(crate) fn walk_breaks(&self) -> Vec<EntryRef> {
+        let mut scratch = self.clone();
+        if !scratch.marks.walk.walkable() {
+            return Vec::new();
+        }
+        let breaks = scratch.rewalk();
+        breaks
+            .into_iter()
+            .map(|(s, n, _)| scratch.links[&(s, n)].at)
+            .collect()
+    }
+
+    /// Operations held, by counter (in a whole history).
     pub fn len(&self) -> usize {
         self.links.len()
     }

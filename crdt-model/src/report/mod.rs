@@ -13,7 +13,9 @@ pub mod locks;
 pub mod scope;
 pub mod totals;
 
-pub use chain::{Anomaly, AnomalyKind, CardChain, ChainMarks, CounterSpace, Link, answer};
+pub use chain::{
+    Anomaly, AnomalyKind, CardChain, ChainMarks, CounterSpace, Link, MarksV7, NeedsHistory, answer,
+};
 pub use locks::stale_locks;
 pub use scope::Scope;
 pub use totals::{ProductTally, Tally, Totals, TxnClass};

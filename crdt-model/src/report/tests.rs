@@ -237,3 +237,101 @@ proptest! {
         prop_assert_eq!(stored, chain);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Loads, purchases and grey locks on both counters, some starting from a wrong balance, some
+    /// counters used twice (clones), with clocks all over the place, in any arrival
+    /// order: folded one at a time, the history's walk is always the walk taken from
+    /// scratch, and every break of that walk has been reported.
+    #[test]
+    fn the_walk_kept_step_by_step_is_the_walk_from_scratch(
+        steps in prop::collection::vec((any::<bool>(), 0u8..5, 1i64..50, 0u8..40), 1..16),
+        clones in prop::collection::vec((0usize..16, 1i64..9), 0..3),
+        arrival in prop::collection::vec(any::<u32>(), 20),
+    ) {
+        let mut ops = Vec::new();
+        let (mut balance, mut counters) = (0i64, [0u16; 2]);
+        for (i, (online, skew, amount, second)) in steps.iter().enumerate() {
+            let before = if *skew == 0 { balance + 1 } else { balance };
+            // Grey locks leave the balance as it was, so that more than one operation
+            // can start from the same balance.
+            let (kind, after, n) = if *online {
+                (TxnKind::Load, before + amount * 3, &mut counters[0])
+            } else if amount % 3 == 0 {
+                (TxnKind::GreyLock, before, &mut counters[1])
+            } else {
+                (TxnKind::Purchase, before - amount, &mut counters[1])
+            };
+            ops.push((at(1 + (i % 3) as u8, i as u64), txn(kind, *n, before, after, *second)));
+            *n += 1;
+            balance = after;
+        }
+        for (k, (pick, delta)) in clones.iter().enumerate() {
+            let mut twin = ops[pick % steps.len()].1.clone();
+            twin.balance_after = Money::from_fen(twin.balance_after.fen() + delta + 10 * k as i64);
+            ops.push((at(9, 100 + k as u64), twin));
+        }
+        let mut order: Vec<usize> = (0..ops.len()).collect();
+        order.sort_by_key(|i| (arrival[i % arrival.len()], *i));
+
+        // Anomalies are reported once per counter, at whichever entry showed one first.
+        let counter_of = |r: crate::body::EntryRef| {
+            let t = &ops.iter().find(|(at, _)| *at == r).expect("an op").1;
+            (t.kind.counter_space(), t.card_counter)
+        };
+        let mut chain = CardChain::default();
+        let mut found = std::collections::BTreeSet::new();
+        // Beside the whole history, the rows a store keeps, folded as a store does:
+        // partial, and whole only when the operation needs it.
+        let (mut rows, mut marks) = (BTreeMap::new(), ChainMarks::default());
+        for i in order {
+            let (r, t) = &ops[i];
+            let whole = chain.apply(*r, Hlc::new(r.seq, 0), t);
+            let key = t.kind.counter_space().map(|s| (s, t.card_counter));
+            let held = key.and_then(|k| rows.get(&k).map(|l: &Link| (k.0, k.1, l.clone())));
+            let mut part = CardChain::partial(held, marks.clone());
+            let stored = match part.try_apply(*r, Hlc::new(r.seq, 0), t) {
+                Ok(found) => found,
+                Err(NeedsHistory) => {
+                    part = CardChain::from_parts(
+                        rows.iter().map(|(k, l): (&(CounterSpace, u16), &Link)| (k.0, k.1, l.clone())),
+                        marks.clone(),
+                    );
+                    part.apply(*r, Hlc::new(r.seq, 0), t)
+                }
+            };
+            if let Some(k) = key && let Some(l) = part.link(k.0, k.1) {
+                rows.insert(k, l.clone());
+            }
+            marks = part.marks().clone();
+            prop_assert_eq!(&stored, &whole);
+            prop_assert_eq!(&marks, chain.marks());
+            for a in whole {
+                found.insert((a.kind, counter_of(a.at)));
+            }
+            let scratch = CardChain::from_parts(
+                chain.links().map(|(s, c, l)| (s, c, l.clone())),
+                chain.marks().clone(),
+            );
+            prop_assert_eq!(&scratch, &chain);
+            for b in chain.walk_breaks() {
+                prop_assert!(
+                    found.contains(&(AnomalyKind::BalanceBreak, counter_of(b))),
+                    "{:?}",
+                    b
+                );
+            }
+        }
+        let mut in_order = CardChain::default();
+        for (r, t) in &ops {
+            in_order.apply(*r, Hlc::new(r.seq, 0), t);
+        }
+        let links = |c: &CardChain| c.links().map(|(s, n, l)| (s, n, l.clone())).collect::<Vec<_>>();
+        prop_assert_eq!(
+            CardChain::from_parts(links(&chain), ChainMarks::default()),
+            CardChain::from_parts(links(&in_order), ChainMarks::default())
+        );
+    }
+}

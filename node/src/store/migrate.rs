@@ -15,7 +15,7 @@ use super::schema::{
 use cardmesh_model::CardAsn;
 use cardmesh_model::blacklist::CardBlocks;
 use cardmesh_model::body::Body;
-use cardmesh_model::report::{CardChain, ChainMarks, Tally, Totals};
+use cardmesh_model::report::{CardChain, ChainMarks, CounterSpace, Link, MarksV7, Tally, Totals};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use std::collections::BTreeMap;
 
@@ -227,27 +227,30 @@ fn v6_to_v7(txn: &WriteTransaction) -> Result<(), StoreError> {
 const CARD_CHAINS: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("card_chains");
 
 /// v8 keeps each card's history in rows, one per operation plus its marks, so that an
-/// operation no longer rewrites the card's whole history. `CardChain` still serializes
-/// as its links then its marks, the layout of the old values.
+/// operation no longer rewrites the card's whole history; the marks now also keep where
+/// the balance walk stands, taken here from the links.
 fn v7_to_v8(txn: &WriteTransaction) -> Result<(), StoreError> {
     let chains = txn.open_table(CARD_CHAINS)?;
     let mut history = txn.open_table(CARD_HISTORY)?;
     for row in chains.iter()? {
         let (asn, v) = row?;
         let asn = CardAsn(*asn.value());
-        let chain: CardChain = schema::decode_view(v.value(), "card history")?;
+        let (links, marks): (BTreeMap<(CounterSpace, u16), Link>, MarksV7) =
+            schema::decode_view(v.value(), "card history")?;
+        let chain = CardChain::from_parts(
+            links.into_iter().map(|((s, n), l)| (s, n, l)),
+            ChainMarks::from(marks),
+        );
         for (space, n, link) in chain.links() {
             history.insert(
                 &schema::counter_key(&asn, space, n),
                 schema::encode_view(link).as_slice(),
             )?;
         }
-        if chain.marks() != &ChainMarks::default() {
-            history.insert(
-                &schema::chain_marks_key(&asn),
-                schema::encode_view(chain.marks()).as_slice(),
-            )?;
-        }
+        history.insert(
+            &schema::chain_marks_key(&asn),
+            schema::encode_view(chain.marks()).as_slice(),
+        )?;
     }
     drop(chains);
     txn.delete_table(CARD_CHAINS)?;

@@ -9,7 +9,9 @@ use super::error::StoreError;
 use super::schema::{self, *};
 use cardmesh_model::body::{Body, CardChange, CardTxn, EntryRef, TxnKind};
 use cardmesh_model::docs::{DocName, network};
-use cardmesh_model::report::{self, Anomaly, AnomalyKind, CardChain, Dim, RowKey, Totals};
+use cardmesh_model::report::{
+    self, Anomaly, AnomalyKind, CardChain, ChainMarks, Dim, Link, NeedsHistory, RowKey, Totals,
+};
 use cardmesh_model::settlement::SettlementRecord;
 use cardmesh_model::{BusinessDay, CardAsn, Entry, Hlc, MerchantId, SiteId};
 use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
@@ -354,12 +356,34 @@ impl<'t> ReportTables<'t> {
         e: &Entry,
         t: &cardmesh_model::body::CardTxn,
     ) -> Result<(), StoreError> {
-        let mut chain = load_chain(&self.history, &t.asn)?.unwrap_or_default();
         let counter = t.kind.counter_space().map(|space| (space, t.card_counter));
-        let link_before = counter.and_then(|(s, c)| chain.link(s, c).cloned());
-        let marks_before = chain.marks().clone();
+        let marks_before: ChainMarks = match self.history.get(&schema::chain_marks_key(&t.asn))? {
+            Some(v) => schema::decode_view(v.value(), "card history marks")?,
+            None => ChainMarks::default(),
+        };
+        let link_before: Option<Link> = match counter {
+            Some((space, n)) => self
+                .history
+                .get(&schema::counter_key(&t.asn, space, n))?
+                .map(|v| schema::decode_view(v.value(), "card history link"))
+                .transpose()?,
+            None => None,
+        };
+        let mut chain = CardChain::partial(
+            counter
+                .zip(link_before.clone())
+                .map(|((s, n), l)| (s, n, l)),
+            marks_before.clone(),
+        );
         let open_before = chain.open_locks();
-        for a in chain.apply(e.entry_ref(), e.hlc, t) {
+        let found = match chain.try_apply(e.entry_ref(), e.hlc, t) {
+            Ok(found) => found,
+            Err(NeedsHistory) => {
+                chain = load_chain(&self.history, &t.asn)?.unwrap_or_default();
+                chain.apply(e.entry_ref(), e.hlc, t)
+            }
+        };
+        for a in found {
             self.anomalies
                 .insert(&anomaly_key(&a), schema::encode_view(&a).as_slice())?;
         }
