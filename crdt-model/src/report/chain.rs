@@ -174,6 +174,14 @@ impl From<MarksV7> for ChainMarks {
     }
 }
 
+impl ChainMarks {
+    /// Whether the history may hold a link for `counter`: not if it is above every
+    /// counter held, the usual case of a new operation, whose link need not be looked up.
+    pub fn may_hold(&self, space: CounterSpace, counter: u16) -> bool {
+        self.walk.last[side(space)].is_some_and(|last| counter <= last)
+    }
+}
+
 fn side(space: CounterSpace) -> usize {
     match space {
         CounterSpace::Online => 0,

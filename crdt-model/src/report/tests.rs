@@ -290,7 +290,9 @@ proptest! {
             let (r, t) = &ops[i];
             let whole = chain.apply(*r, Hlc::new(r.seq, 0), t);
             let key = t.kind.counter_space().map(|s| (s, t.card_counter));
-            let held = key.and_then(|k| rows.get(&k).map(|l: &Link| (k.0, k.1, l.clone())));
+            let held = key
+                .filter(|k| marks.may_hold(k.0, k.1))
+                .and_then(|k| rows.get(&k).map(|l: &Link| (k.0, k.1, l.clone())));
             let mut part = CardChain::partial(held, marks.clone());
             let stored = match part.try_apply(*r, Hlc::new(r.seq, 0), t) {
                 Ok(found) => found,

@@ -362,12 +362,12 @@ impl<'t> ReportTables<'t> {
             None => ChainMarks::default(),
         };
         let link_before: Option<Link> = match counter {
-            Some((space, n)) => self
+            Some((space, n)) if marks_before.may_hold(space, n) => self
                 .history
                 .get(&schema::counter_key(&t.asn, space, n))?
                 .map(|v| schema::decode_view(v.value(), "card history link"))
                 .transpose()?,
-            None => None,
+            _ => None,
         };
         let mut chain = CardChain::partial(
             counter
