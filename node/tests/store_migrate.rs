@@ -210,20 +210,22 @@ fn a_v2_store_gets_its_card_counters_indexed_on_open() {
 /// Added in v7: each card's spending per business day.
 const CARD_DAYS: TableDefinition<&[u8; 12], (i64, u32)> = TableDefinition::new("card_days");
 
+/// Node 1's store with three purchases: card 1 at counters 0 and 1, card 2 at 0.
+fn store_with_purchases(net: &Net, dir: &Path) -> (std::path::PathBuf, Store) {
+    let store = net.store(dir, 1);
+    for (card, counter, fen) in [(1, 0, 500), (1, 1, 250), (2, 0, 99)] {
+        store
+            .append_local(purchase(net.site_of(1), asn(card), counter, fen))
+            .unwrap();
+    }
+    (dir.join("node1.redb"), store)
+}
+
 #[test]
 fn a_v6_store_gets_its_cards_spending_per_day_summed_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let net = Net::new();
-    let path = dir.path().join("node1.redb");
-    let store = net.store(dir.path(), 1);
-    let site = net.site_of(1);
-    store
-        .append_local(purchase(site.clone(), asn(1), 0, 500))
-        .unwrap();
-    store
-        .append_local(purchase(site.clone(), asn(1), 1, 250))
-        .unwrap();
-    store.append_local(purchase(site, asn(2), 0, 99)).unwrap();
+    let (path, store) = store_with_purchases(&net, dir.path());
     let before = (
         store.card_spending(&asn(1), day()).unwrap(),
         store.card_spending(&asn(2), day()).unwrap(),
@@ -262,20 +264,11 @@ fn a_v7_store_gets_its_card_histories_split_into_rows_on_open() {
     use std::collections::{BTreeMap, BTreeSet};
     let dir = tempfile::tempdir().unwrap();
     let net = Net::new();
-    let path = dir.path().join("node1.redb");
-    let store = net.store(dir.path(), 1);
-    let site = net.site_of(1);
+    let (path, store) = store_with_purchases(&net, dir.path());
+    // Counter 1 of card 1 again with other contents: a clone.
     store
-        .append_local(purchase(site.clone(), asn(1), 0, 500))
+        .append_local(purchase(net.site_of(1), asn(1), 1, 300))
         .unwrap();
-    store
-        .append_local(purchase(site.clone(), asn(1), 1, 250))
-        .unwrap();
-    // Counter 1 again with other contents: a clone.
-    store
-        .append_local(purchase(site.clone(), asn(1), 1, 300))
-        .unwrap();
-    store.append_local(purchase(site, asn(2), 0, 99)).unwrap();
     let links = |n: u8| -> BTreeMap<(CounterSpace, u16), Link> {
         let chain = store.card_chain(&asn(n)).unwrap().unwrap();
         chain.links().map(|(s, c, l)| ((s, c), l.clone())).collect()
