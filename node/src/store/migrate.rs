@@ -203,17 +203,9 @@ fn v6_to_v7(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut days: BTreeMap<[u8; 12], (i64, u32)> = BTreeMap::new();
     for row in ledger.iter()? {
         let at = schema::index_tail(row?.0.value());
-        let Some(bytes) = feeds.get(&schema::entry_key(&at.origin, at.seq))? else {
-            return Err(StoreError::corrupt("a ledger index names a missing entry"));
-        };
-        let e = schema::decode_entry(bytes.value())?;
-        if let Some(t) = e.body.card_txn()
-            && t.kind.is_spending()
-        {
-            let day = days
-                .entry(schema::card_day_key(&t.asn, t.business_day))
-                .or_default();
-            *day = schema::card_day_with(*day, t.amount.fen(), true);
+        let e = schema::indexed_entry(&feeds, &schema::entry_key(&at.origin, at.seq))?;
+        if let Some(t) = e.body.card_txn() {
+            schema::tally_card_day(&mut days, t);
         }
     }
     let mut table = txn.open_table(CARD_DAYS)?;

@@ -474,10 +474,7 @@ impl Store {
         let mut out = Vec::new();
         for row in index.range::<&[u8; N]>(lo..=hi)? {
             let at = index_tail(row?.0.value());
-            let bytes = feeds.get(&entry_key(&at.origin, at.seq))?.ok_or_else(|| {
-                StoreError::corrupt(format!("a ledger index names a missing entry {at:?}"))
-            })?;
-            out.push(decode_entry(bytes.value())?);
+            out.push(indexed_entry(&feeds, &entry_key(&at.origin, at.seq))?);
         }
         Ok(out)
     }

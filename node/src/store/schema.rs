@@ -7,12 +7,13 @@
 //! (`Kind::View`), so a damaged value is reported, never misread.
 
 use super::error::StoreError;
-use cardmesh_model::body::{CounterSpace, EntryRef};
+use cardmesh_model::body::{CardTxn, CounterSpace, EntryRef};
 use cardmesh_model::codec::{self, CodecError, Kind};
 use cardmesh_model::{BusinessDay, CardAsn, FeedHead, Hash, Hlc, NodeId, SiteId, TerminalId};
-use redb::TableDefinition;
+use redb::{ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 
 /// The schema this build writes. Older files are migrated on open (see `migrate`).
 pub const SCHEMA_VERSION: u32 = 8;
@@ -204,6 +205,16 @@ pub fn card_day_key(asn: &CardAsn, day: BusinessDay) -> [u8; 12] {
     k
 }
 
+/// Adds one ledger transaction to per-(card, day) totals in the form `CARD_DAYS` holds.
+pub fn tally_card_day(days: &mut BTreeMap<[u8; 12], (i64, u32)>, t: &CardTxn) {
+    if t.kind.is_spending() {
+        let day = days
+            .entry(card_day_key(&t.asn, t.business_day))
+            .or_default();
+        *day = card_day_with(*day, t.amount.fen(), true);
+    }
+}
+
 /// A `CARD_DAYS` value with one operation of `amount` added or taken away.
 pub fn card_day_with(day: (i64, u32), amount: i64, add: bool) -> (i64, u32) {
     if add {
@@ -251,9 +262,14 @@ pub fn terminal_day_range(terminal: &TerminalId, day: BusinessDay) -> ([u8; 62],
     prefix_range(&terminal_day_prefix(terminal, day))
 }
 
-/// The first and last key of `N` bytes that start with `prefix`.
+/// The first and last key of `N` bytes that start with `prefix` and end in a tail.
 fn prefix_range<const N: usize>(prefix: &[u8]) -> ([u8; N], [u8; N]) {
     debug_assert_eq!(prefix.len() + TAIL, N);
+    padded_range(prefix)
+}
+
+/// The first and last key of `N` bytes that start with `prefix`.
+fn padded_range<const N: usize>(prefix: &[u8]) -> ([u8; N], [u8; N]) {
     let mut lo = [0; N];
     let mut hi = [0xff; N];
     lo[..prefix.len()].copy_from_slice(prefix);
@@ -282,10 +298,7 @@ pub fn chain_marks_key(asn: &CardAsn) -> [u8; 11] {
 }
 
 pub fn card_history_range(asn: &CardAsn) -> ([u8; 11], [u8; 11]) {
-    let (mut lo, mut hi) = ([0; 11], [0xff; 11]);
-    lo[..8].copy_from_slice(&asn.0);
-    hi[..8].copy_from_slice(&asn.0);
-    (lo, hi)
+    padded_range(&asn.0)
 }
 
 /// The counter a `CARD_HISTORY` or `CARD_COUNTERS` key names; `None` for the marks row.
@@ -308,11 +321,7 @@ pub fn pending_key(counter: &[u8; 11], at: &EntryRef) -> [u8; 51] {
 }
 
 pub fn pending_range(prefix: &[u8]) -> ([u8; 51], [u8; 51]) {
-    let mut lo = [0; 51];
-    let mut hi = [0xff; 51];
-    lo[..prefix.len()].copy_from_slice(prefix);
-    hi[..prefix.len()].copy_from_slice(prefix);
-    (lo, hi)
+    padded_range(prefix)
 }
 
 pub fn doc_key(name: &cardmesh_model::docs::DocName) -> Vec<u8> {
@@ -334,6 +343,20 @@ pub fn decode_cert(bytes: &[u8]) -> Result<cardmesh_model::Certificate, StoreErr
 
 pub fn encode_cert(cert: &cardmesh_model::Certificate) -> Vec<u8> {
     codec::encode(Kind::Certificate, cert)
+}
+
+/// The entry an index names by its `entry_key`: its absence means a damaged file.
+pub fn indexed_entry(
+    feeds: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+    key: &[u8; 40],
+) -> Result<cardmesh_model::Entry, StoreError> {
+    match feeds.get(key)? {
+        Some(bytes) => decode_entry(bytes.value()),
+        None => Err(StoreError::corrupt(format!(
+            "a ledger index names a missing entry {:?}",
+            parse_entry_key(key)
+        ))),
+    }
 }
 
 pub fn decode_entry(bytes: &[u8]) -> Result<cardmesh_model::Entry, StoreError> {

@@ -145,12 +145,7 @@ pub fn verify(txn: &ReadTransaction, hq_cert: &Certificate) -> Result<(), StoreE
         if let Some(t) = by_ref.get(at).and_then(|e| e.body.card_txn()) {
             by_site.insert(site_day_key(&t.site, t.business_day, *hlc, at));
             by_terminal.insert(terminal_day_key(&t.terminal, t.business_day, *hlc, at));
-            if t.kind.is_spending() {
-                let day = days
-                    .entry(card_day_key(&t.asn, t.business_day))
-                    .or_default();
-                *day = card_day_with(*day, t.amount.fen(), true);
-            }
+            tally_card_day(&mut days, t);
         }
     }
     let mut stored_days = BTreeMap::new();

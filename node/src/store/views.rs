@@ -151,7 +151,7 @@ impl<'t> Tables<'t> {
         let twin = match held {
             None => None,
             Some(held) => {
-                let first = self.feed_entry(&held)?;
+                let first = schema::indexed_entry(&self.feeds, &held)?;
                 if first.body.card_txn().is_some_and(|f| f.same_transaction(t)) {
                     Some(first)
                 } else {
@@ -179,19 +179,12 @@ impl<'t> Tables<'t> {
         Ok(false)
     }
 
-    fn feed_entry(&self, key: &[u8; 40]) -> Result<Entry, StoreError> {
-        match self.feeds.get(key)? {
-            Some(bytes) => schema::decode_entry(bytes.value()),
-            None => Err(StoreError::corrupt("a ledger index names a missing entry")),
-        }
-    }
-
     /// The card's ledger entry holding the same transaction as `t`, if any.
     fn ledger_twin(&self, t: &CardTxn, space: CounterSpace) -> Result<Option<Entry>, StoreError> {
         let (lo, hi) = schema::card_range(&t.asn);
         for row in self.by_card.range::<&[u8; 60]>(&lo..=&hi)? {
             let at = schema::index_tail(row?.0.value());
-            let e = self.feed_entry(&schema::entry_key(&at.origin, at.seq))?;
+            let e = schema::indexed_entry(&self.feeds, &schema::entry_key(&at.origin, at.seq))?;
             if let Some(held) = e.body.card_txn()
                 && held.kind.counter_space() == Some(space)
                 && held.same_transaction(t)
