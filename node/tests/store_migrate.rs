@@ -16,9 +16,12 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Added in v2: the index of cards blocked now.
 const BLOCKED: TableDefinition<&[u8; 8], ()> = TableDefinition::new("blocked");
 
-fn set_schema(path: &Path, version: u32) {
+/// Rewrites a closed store file as schema `version` left it: `edit` undoes in the same
+/// transaction what later versions added, and the file is marked `version`.
+fn as_schema(path: &Path, version: u32, edit: impl FnOnce(&redb::WriteTransaction)) {
     let db = redb::Database::open(path).unwrap();
     let txn = db.begin_write().unwrap();
+    edit(&txn);
     txn.open_table(META)
         .unwrap()
         .insert("schema_version", version.to_le_bytes().as_slice())
@@ -29,14 +32,7 @@ fn set_schema(path: &Path, version: u32) {
 /// Turns a current file into what schema v1 wrote: the same tables but no index of
 /// blocked cards.
 fn make_v1(path: &Path) {
-    let db = redb::Database::open(path).unwrap();
-    let txn = db.begin_write().unwrap();
-    assert!(txn.delete_table(BLOCKED).unwrap());
-    txn.open_table(META)
-        .unwrap()
-        .insert("schema_version", 1u32.to_le_bytes().as_slice())
-        .unwrap();
-    txn.commit().unwrap();
+    as_schema(path, 1, |txn| assert!(txn.delete_table(BLOCKED).unwrap()));
 }
 
 #[test]
@@ -81,7 +77,7 @@ fn a_store_from_a_newer_cardmesh_is_refused_untouched() {
     let net = Net::new();
     let path = dir.path().join("node0.redb");
     drop(net.store(dir.path(), 0));
-    set_schema(&path, SCHEMA_VERSION + 1);
+    as_schema(&path, SCHEMA_VERSION + 1, |_| {});
     let err = Store::open(&path, net.keys[0].clone(), TestClock::new(0))
         .err()
         .unwrap();
@@ -97,9 +93,7 @@ const FEEDS: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("feeds");
 /// Turns a current file into a v5 one that holds feed format 1 entries: the codec's
 /// format byte of every entry says 1.
 fn make_v5_of_feed_format_1(path: &Path) {
-    let db = redb::Database::open(path).unwrap();
-    let txn = db.begin_write().unwrap();
-    {
+    as_schema(path, 5, |txn| {
         let mut feeds = txn.open_table(FEEDS).unwrap();
         let rows: Vec<([u8; 40], Vec<u8>)> = feeds
             .iter()
@@ -114,10 +108,7 @@ fn make_v5_of_feed_format_1(path: &Path) {
             v[2] = 1;
             feeds.insert(&k, v.as_slice()).unwrap();
         }
-    }
-    txn.commit().unwrap();
-    drop(db);
-    set_schema(path, 5);
+    });
 }
 
 #[test]
@@ -181,14 +172,11 @@ fn a_v2_store_gets_its_card_counters_indexed_on_open() {
         .append_local(purchase(net.site_of(1), asn(1), 7, 500))
         .unwrap();
     drop(store);
-    let db = redb::Database::open(&path).unwrap();
-    let txn = db.begin_write().unwrap();
-    assert!(txn.delete_table(CARD_COUNTERS).unwrap());
-    assert!(txn.delete_table(INTENTS).unwrap());
-    assert!(txn.delete_table(PENDING_INTENTS).unwrap());
-    txn.commit().unwrap();
-    drop(db);
-    set_schema(&path, 2);
+    as_schema(&path, 2, |txn| {
+        assert!(txn.delete_table(CARD_COUNTERS).unwrap());
+        assert!(txn.delete_table(INTENTS).unwrap());
+        assert!(txn.delete_table(PENDING_INTENTS).unwrap());
+    });
 
     let store = Store::open(&path, net.keys[1].clone(), TestClock::new(0)).unwrap();
     assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION);
@@ -232,12 +220,9 @@ fn a_v6_store_gets_its_cards_spending_per_day_summed_on_open() {
     );
     assert_eq!(before.0, (Money::from_fen(750), 2));
     drop(store);
-    let db = redb::Database::open(&path).unwrap();
-    let txn = db.begin_write().unwrap();
-    assert!(txn.delete_table(CARD_DAYS).unwrap());
-    txn.commit().unwrap();
-    drop(db);
-    set_schema(&path, 6);
+    as_schema(&path, 6, |txn| {
+        assert!(txn.delete_table(CARD_DAYS).unwrap())
+    });
 
     let store = Store::open(&path, net.keys[1].clone(), TestClock::new(0)).unwrap();
     assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION);
@@ -289,19 +274,14 @@ fn a_v7_store_gets_its_card_histories_split_into_rows_on_open() {
     assert!(!anomalies.is_empty());
     drop(store);
     // A v7 history was one value: its links, then its marks without the walk.
-    let db = redb::Database::open(&path).unwrap();
-    let txn = db.begin_write().unwrap();
-    assert!(txn.delete_table(CARD_HISTORY).unwrap());
-    {
+    as_schema(&path, 7, |txn| {
+        assert!(txn.delete_table(CARD_HISTORY).unwrap());
         let mut chains = txn.open_table(CARD_CHAINS).unwrap();
         for (n, value) in [1, 2].into_iter().zip(&old) {
             let value = codec::encode(Kind::View, value);
             chains.insert(&asn(n).0, value.as_slice()).unwrap();
         }
-    }
-    txn.commit().unwrap();
-    drop(db);
-    set_schema(&path, 7);
+    });
 
     let store = Store::open(&path, net.keys[1].clone(), TestClock::new(0)).unwrap();
     assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION);
