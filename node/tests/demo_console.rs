@@ -14,7 +14,6 @@ fn screen(session: &str) -> String {
     tmux(&["capture-pane", "-p", "-t", session])
 }
 
-/// Waits until the screen shows `text` (the console redraws on its own schedule).
 /// What three colas cost a gold member now, and the discount shown. Within minutes of
 /// a time slot's edge it waits the edge out, so the basket and the check agree.
 fn gold_price_of_three_colas() -> (i64, &'static str) {
@@ -37,6 +36,7 @@ fn gold_price_of_three_colas() -> (i64, &'static str) {
     }
 }
 
+/// Waits until the screen shows `text` (the console redraws on its own schedule).
 fn wait_for(session: &str, text: &str) -> String {
     wait_within(session, text, Duration::from_secs(20))
 }
