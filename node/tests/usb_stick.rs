@@ -288,6 +288,58 @@ fn bad_segments_are_reported_and_skipped_and_a_clean_copy_heals() {
 }
 
 #[test]
+fn a_segment_the_node_refuses_leaves_the_rest_of_its_feed_unreached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hq, a, b) = network(tmp.path());
+    let stick = tmp.path().join("stick");
+    let a_id = a.store.node_id();
+    // Ten segments of shop A, more than the node queues at once, then one of shop B.
+    for _ in 0..10 {
+        a.sell(2);
+        a.sync(&stick);
+    }
+    b.sell(3);
+    b.sync(&stick);
+    // HQ knows A's till was stolen after its 14th entry.
+    hq.store
+        .append_local(Body::Revoke(Revocation {
+            node: a_id,
+            upto_seq: 14,
+            reason: "till stolen".into(),
+        }))
+        .unwrap();
+
+    let report = hq.sync(&stick);
+    let why = |from, to| {
+        let rel = segment_of(&stick, a_id, from, to);
+        let rel = rel.strip_prefix(&stick).unwrap().to_path_buf();
+        report
+            .skipped
+            .iter()
+            .find(|s| s.path == rel)
+            .map(|s| s.reason.clone())
+    };
+    assert!(
+        (1..=7).all(|k| why(2 * k - 1, 2 * k).is_none()),
+        "{:?}",
+        reasons(&report)
+    );
+    assert!(
+        matches!(why(15, 16), Some(SkipReason::Refused(r)) if r.contains("revoked") && r.contains("0 applied")),
+        "{:?}",
+        reasons(&report)
+    );
+    assert_eq!(why(17, 18), Some(SkipReason::Unreachable));
+    assert_eq!(why(19, 20), Some(SkipReason::Unreachable));
+    assert_eq!(report.skipped.len(), 3, "{:?}", reasons(&report));
+    assert_eq!(hq.vv().get(&a_id), 14);
+    assert_eq!(hq.vv().get(&b.store.node_id()), 3);
+    assert_eq!(report.taken_in, 14 + 3);
+    assert_eq!(report.segments_read, 8);
+    hq.store.verify_views().unwrap();
+}
+
+#[test]
 fn a_small_budget_writes_part_and_later_syncs_go_on_from_there() {
     let tmp = tempfile::tempdir().unwrap();
     let (hq, a, _b) = network(tmp.path());

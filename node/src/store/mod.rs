@@ -32,6 +32,7 @@ pub use error::StoreError;
 pub use hq::SettledAlready;
 pub use reports::{Freshness, OpenLock};
 pub use schema::SCHEMA_VERSION;
+pub use writer::Queued;
 
 use automerge::{AutoCommit, AutomergeError};
 use cardmesh_model::blacklist::CardBlocks;
@@ -295,9 +296,17 @@ impl Store {
         if entries.is_empty() {
             return Ok(IngestReport::default());
         }
+        self.ingest_queued(entries)?.wait()
+    }
+
+    /// `ingest`, queued: returns at once, and the answer comes when it is on disk. A bulk
+    /// load keeps several batches queued so that they share commits (one transaction of
+    /// some 30k entries costs a fifth less per entry than eight of 4k); each batch sees
+    /// the ones queued before it.
+    pub fn ingest_queued(&self, entries: Vec<Entry>) -> Result<Queued<IngestReport>, StoreError> {
         self.inner
             .writer
-            .call(move |ctx| Ok(Ok(ingest::ingest(ctx, entries)?)))
+            .submit(move |ctx| Ok(Ok(ingest::ingest(ctx, entries)?)))
     }
 
     /// Installs a certificate that came by file, in a sync hello or with a stick

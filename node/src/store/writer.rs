@@ -112,6 +112,17 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&mut Ctx<'_>) -> Result<Result<T, StoreError>, StoreError> + Send + 'static,
     {
+        self.submit(work)?.wait()
+    }
+
+    /// Queues `work` for a group commit and returns at once. Jobs run in the order they
+    /// were queued, so a caller with several queued jobs sees each one's writes in the
+    /// next, and the writer puts what is queued together into one commit.
+    pub fn submit<T, F>(&self, work: F) -> Result<Queued<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Ctx<'_>) -> Result<Result<T, StoreError>, StoreError> + Send + 'static,
+    {
         let (reply, answer) = mpsc::sync_channel(1);
         let job = Box::new(Call {
             work: Some(work),
@@ -123,7 +134,17 @@ impl Writer {
             .ok_or(StoreError::Closed)?
             .send(job)
             .map_err(|_| StoreError::Closed)?;
-        answer.recv().map_err(|_| StoreError::Closed)?
+        Ok(Queued(answer))
+    }
+}
+
+/// The answer to a queued job, to wait for.
+pub struct Queued<T>(Receiver<Result<T, StoreError>>);
+
+impl<T> Queued<T> {
+    /// The job's answer once its commit is on disk, or the failure that doomed it.
+    pub fn wait(self) -> Result<T, StoreError> {
+        self.0.recv().map_err(|_| StoreError::Closed)?
     }
 }
 

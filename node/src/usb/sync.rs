@@ -8,10 +8,11 @@ use super::manifest::{self, Listed, Manifest, ManifestError};
 use super::segment::{self, MAX_SEGMENT_ENTRIES, MAX_SEGMENT_FILE, SegmentBody, SegmentError};
 use super::{Phase, Progress, SkipReason, Skipped, StickReport, UsbError};
 use crate::identity::NetworkKey;
-use crate::store::{Store, StoreError};
+use crate::store::{Queued, Store, StoreError};
 use cardmesh_model::entry::{signed_prefix, thin_signatures};
-use cardmesh_model::{Certificate, Entry, FeedRange, NetworkId, NodeId};
-use std::collections::{BTreeMap, BTreeSet};
+use cardmesh_model::replica::IngestReport;
+use cardmesh_model::{Certificate, Entry, FeedRange, NetworkId, NodeId, VersionVector};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::io::{self, ErrorKind, Read};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,36 @@ use std::path::{Path, PathBuf};
 /// Segments opened ahead of the one being applied: enough to keep both threads busy,
 /// few enough to bound memory at a few segment files.
 const OPENED_AHEAD: usize = 2;
+/// Segments queued on the store at once: eight full segments make commits of about
+/// the size that costs least per entry, and bound the memory they hold.
+const IN_FLIGHT: usize = 8;
+
+/// A genuine segment on its way into the node.
+struct Segment {
+    range: FeedRange,
+    /// Its path inside the stick folder.
+    rel: PathBuf,
+    /// Its file's size.
+    size: u64,
+}
+
+/// The segments queued on the store, oldest first, and the node's heads as the
+/// segments answered so far left them.
+struct Taking {
+    heads: VersionVector,
+    queued: VecDeque<(Segment, Queued<IngestReport>)>,
+}
+
+impl Taking {
+    /// Where `origin`'s feed will end once the queued segments are applied.
+    fn ahead(&self, origin: NodeId) -> u64 {
+        self.queued
+            .iter()
+            .rev()
+            .find(|(s, _)| s.range.origin == origin)
+            .map_or(self.heads.get(&origin), |(s, _)| s.range.to)
+    }
+}
 
 /// Syncs `store` with the stick folder `stick_dir` (see `stick_folder`) both ways.
 /// `budget_bytes` bounds the segment bytes this sync writes; the next sync goes on
@@ -291,7 +322,10 @@ impl Stick<'_> {
 
     /// Step one: the node takes in what it lacks, one segment at a time. A second thread
     /// reads and opens (decrypts, decompresses, checks) the next segments while this one
-    /// applies the current one to the store: the two halves take about as long.
+    /// hands them to the store, which keeps up to `IN_FLIGHT` of them queued so that they
+    /// share commits. Every decision is the one a segment-by-segment sync would make:
+    /// a segment that does not continue its feed right where the queued ones end waits
+    /// until they are applied.
     fn take_in(
         &mut self,
         found: Vec<(FeedRange, PathBuf)>,
@@ -299,7 +333,10 @@ impl Stick<'_> {
     ) -> Result<(), UsbError> {
         let total = entries_in(&found.iter().map(|(r, _)| *r).collect::<Vec<_>>());
         let mut done = 0;
-        let mut heads = self.store.version_vector()?;
+        let mut taking = Taking {
+            heads: self.store.version_vector()?,
+            queued: VecDeque::new(),
+        };
         let (dir, key, network) = (self.dir, self.key, self.network);
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel(OPENED_AHEAD);
@@ -322,6 +359,10 @@ impl Stick<'_> {
                     total,
                 });
                 done += range.len();
+                let continues = range.from == taking.ahead(range.origin) + 1;
+                if !continues || taking.queued.len() == IN_FLIGHT {
+                    self.settle(&mut taking, !continues)?;
+                }
                 let bytes = match read {
                     Ok(Some(b)) => b,
                     Ok(None) => {
@@ -351,20 +392,10 @@ impl Stick<'_> {
                         continue;
                     }
                 };
-                let head = heads.get(&range.origin);
-                let held = match self.take_segment(range, head, body)? {
-                    Ok(held) => held,
-                    Err(reason) => {
-                        self.skip(rel, reason);
-                        continue;
-                    }
-                };
-                heads.advance(range.origin, held);
-                self.coverage.add(range);
-                self.listed.insert(range, size);
-                self.report.segments_read += 1;
+                let segment = Segment { range, rel, size };
+                self.take_segment(&mut taking, segment, body)?;
             }
-            Ok::<(), UsbError>(())
+            self.settle(&mut taking, true)
         })?;
         progress(Progress {
             phase: Phase::Reading,
@@ -374,37 +405,44 @@ impl Stick<'_> {
         Ok(())
     }
 
-    /// Applies one genuine segment to the node whose feed of its origin stands at
-    /// `head`. Returns the node's new head of that feed, or why the segment is skipped.
+    /// Applies one genuine segment, or queues it on the store when it continues its feed
+    /// where the node's feed (with the segments queued) ends; a segment it skips is
+    /// reported.
     fn take_segment(
         &mut self,
-        range: FeedRange,
-        head: u64,
+        taking: &mut Taking,
+        segment: Segment,
         body: SegmentBody,
-    ) -> Result<Result<u64, SkipReason>, UsbError> {
+    ) -> Result<(), UsbError> {
+        let range = segment.range;
+        let head = taking.ahead(range.origin);
         if range.to <= head {
-            // Already held: it is a good copy only if it ends where the node's feed does
-            // at that point (the chain makes the last hash stand for the whole run).
+            // Already held (nothing of its feed is queued: see `take_in`): it is a good
+            // copy only if it ends where the node's feed does at that point (the chain
+            // makes the last hash stand for the whole run).
             let last = FeedRange {
                 from: range.to,
                 ..range
             };
             let ours = self.store.entries(last, 1)?;
-            let same = ours.first().map(Entry::hash) == body.entries.last().map(Entry::hash);
-            return Ok(if same {
-                Ok(head)
+            if ours.first().map(Entry::hash) == body.entries.last().map(Entry::hash) {
+                self.took(&segment);
             } else {
-                Err(SkipReason::Differs)
-            });
+                self.skip(segment.rel, SkipReason::Differs);
+            }
+            return Ok(());
         }
         if range.from > head + 1 {
-            return Ok(Err(SkipReason::Unreachable));
+            self.skip(segment.rel, SkipReason::Unreachable);
+            return Ok(());
         }
         if let Some(cert) = body.certificate {
             match self.store.admit(cert) {
                 Ok(_) => {}
                 Err(StoreError::Auth(e)) => {
-                    return Ok(Err(SkipReason::Refused(format!("its certificate: {e}"))));
+                    let why = SkipReason::Refused(format!("its certificate: {e}"));
+                    self.skip(segment.rel, why);
+                    return Ok(());
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -414,16 +452,48 @@ impl Stick<'_> {
             .into_iter()
             .skip((head + 1 - range.from) as usize)
             .collect();
-        let ingest = self.store.ingest(fresh)?;
-        self.report.taken_in += ingest.applied as u64;
-        match ingest.rejected.first() {
-            None => Ok(Ok(range.to)),
-            Some(first) => Ok(Err(SkipReason::Refused(format!(
-                "{first} ({} refused, {} applied before it)",
-                ingest.rejected.len(),
-                ingest.applied
-            )))),
+        let answer = self.store.ingest_queued(fresh)?;
+        taking.queued.push_back((segment, answer));
+        Ok(())
+    }
+
+    /// Waits for the queued segments' answers, all of them or (`all` false) the oldest.
+    fn settle(&mut self, taking: &mut Taking, all: bool) -> Result<(), UsbError> {
+        while let Some((segment, answer)) = taking.queued.pop_front() {
+            let ingest = answer.wait()?;
+            self.report.taken_in += ingest.applied as u64;
+            let range = segment.range;
+            match ingest.rejected.first() {
+                None => {
+                    taking.heads.advance(range.origin, range.to);
+                    self.took(&segment);
+                }
+                // An earlier segment of its feed was refused: alone, this one would not
+                // have been tried (and it applied nothing).
+                Some(_) if range.from > taking.heads.get(&range.origin) + 1 => {
+                    self.skip(segment.rel, SkipReason::Unreachable);
+                }
+                Some(first) => {
+                    let why = format!(
+                        "{first} ({} refused, {} applied before it)",
+                        ingest.rejected.len(),
+                        ingest.applied
+                    );
+                    self.skip(segment.rel, SkipReason::Refused(why));
+                }
+            }
+            if !all {
+                break;
+            }
         }
+        Ok(())
+    }
+
+    /// Records a genuine segment whose entries the node now holds.
+    fn took(&mut self, segment: &Segment) {
+        self.coverage.add(segment.range);
+        self.listed.insert(segment.range, segment.size);
+        self.report.segments_read += 1;
     }
 
     /// Step two: write what the stick lacks, HQ's feed first, until the budget is spent.
