@@ -32,6 +32,8 @@ pub struct Entry {
 
 const ENTRY_DOMAIN: &[u8] = b"cardmesh/entry/2";
 const SIGNATURE_DOMAIN: &[u8] = b"cardmesh/entry-sig/2";
+/// Bytes hashed for an entry of a card transaction with a few basket lines, and more.
+const HASHED_CAPACITY: usize = 512;
 
 /// Every replica keeps the signature of each entry whose sequence number is a multiple
 /// of this (and of the last entry of every run it took in), so between two signatures it
@@ -101,13 +103,21 @@ impl Entry {
     /// The hash the next entry of this feed chains to, and what the origin signs: over
     /// everything but the signature.
     pub fn hash(&self) -> Hash {
-        Hash::of(&signing_bytes(&Signed {
+        // Every entry a replica checks or appends is hashed: a buffer sized for a whole
+        // entry at once, rather than grown from the domain's 16 bytes (five reallocations,
+        // which cost more than the hashing), and one call to the hasher (fed field by
+        // field, it costs twice as much).
+        let mut bytes = Vec::with_capacity(HASHED_CAPACITY);
+        bytes.extend_from_slice(ENTRY_DOMAIN);
+        let signed = Signed {
             origin: &self.origin,
             seq: self.seq,
             prev: &self.prev,
             hlc: &self.hlc,
             body: &self.body,
-        }))
+        };
+        postcard::to_io(&signed, &mut bytes).expect("serializing to a Vec cannot fail");
+        Hash::of(&bytes)
     }
 
     /// The same entry of the same feed, whether or not either carries its signature.
@@ -171,12 +181,6 @@ pub fn signed_prefix(entries: &[Entry]) -> usize {
 
 fn signature_message(hash: &Hash) -> Vec<u8> {
     [SIGNATURE_DOMAIN, hash.0.as_slice()].concat()
-}
-
-fn signing_bytes(s: &Signed<'_>) -> Vec<u8> {
-    let mut out = ENTRY_DOMAIN.to_vec();
-    postcard::to_io(s, &mut out).expect("serializing to a Vec cannot fail");
-    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -319,4 +323,35 @@ pub fn check_authority(membership: &Membership, e: &Entry) -> Result<(), EntryEr
         parse_change(&d.change).map_err(|de| EntryError::BadDocChange(r, de))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::{BlacklistEvent, BlockReason};
+    use crate::ids::CardAsn;
+
+    /// Feed format 2 defines an entry's hash as blake3 of the domain and the postcard
+    /// bytes of everything but the signature: every stored and signed entry depends on
+    /// it, however the hash is computed.
+    #[test]
+    fn the_hash_is_blake3_of_the_domain_and_the_unsigned_fields() {
+        let key = NodeKey::from_seed(&[3; 32]);
+        let body = Body::Blacklist(BlacklistEvent::Block {
+            asn: CardAsn([0x10, 0, 0, 0, 0, 0, 0, 7]),
+            reason: BlockReason::Lost,
+            operator: None,
+        });
+        let e = Entry::create(&key, FeedHead::EMPTY, Hlc::new(1_800_000_000_000, 3), body);
+        let fields = postcard::to_allocvec(&Signed {
+            origin: &e.origin,
+            seq: e.seq,
+            prev: &e.prev,
+            hlc: &e.hlc,
+            body: &e.body,
+        })
+        .unwrap();
+        assert_eq!(e.hash(), Hash::of(&[ENTRY_DOMAIN, &fields].concat()));
+        assert!(e.signature_valid(&PublicKey::of(&e.origin).unwrap()));
+    }
 }
