@@ -80,9 +80,10 @@ fn daily_and_monthly_reports_equal_totals_computed_from_the_raw_transactions() {
             made.push(chain.sell((shop, term, op), &cards[card].1, items, when, *bday));
         }
     }
-    // Refusals at shop 1: two on the first day.
+    // Refusals at shop 1: two, now (a store dates what it appends by its own clock).
+    let mut refused_at = 0;
     for reason in ["card blocked", "insufficient balance"] {
-        chain.shops[0]
+        refused_at = chain.shops[0]
             .store
             .append_local(Body::Operator(OperatorAction {
                 operator: operator(1, 1),
@@ -92,7 +93,9 @@ fn daily_and_monthly_reports_equal_totals_computed_from_the_raw_transactions() {
                     reason: reason.into(),
                 },
             }))
-            .unwrap();
+            .unwrap()
+            .hlc
+            .millis;
     }
     chain.sync_all();
     let hq = &chain.hq.store;
@@ -161,6 +164,10 @@ fn daily_and_monthly_reports_equal_totals_computed_from_the_raw_transactions() {
         in_nov(t).then(|| t.site.to_string())
     });
     assert_eq!(reported(&rows, TxnClass::Load), expect);
+
+    // The refusals count on the business day they happened, at the shop's UTC+8.
+    let refusal_day = BusinessDay::of_instant(refused_at as i64, 480);
+    let rows = report::sales(hq, By::Site, Span::Day(refusal_day), &Scope::Network).unwrap();
     assert_eq!(rows["shop-1"].refusals(), 2);
     let shop1_ops = rows["shop-1"].operations();
     assert_eq!(
