@@ -10,7 +10,7 @@ use cardmesh_model::docs::DocName;
 use cardmesh_model::docs::network::{self, OperatorInfo};
 use cardmesh_model::report::Scope;
 use cardmesh_model::settlement::{Cycle, MerchantTerms};
-use cardmesh_model::{CardAsn, MerchantId, Money};
+use cardmesh_model::{BusinessDay, CardAsn, MerchantId, Money};
 use cardmesh_node::hq::report::{self, By, Format, Span};
 use cardmesh_node::hq::settle::{self, Selection};
 use cardmesh_node::hq::{HqError, access};
@@ -28,8 +28,14 @@ fn terms(name: &str) -> MerchantTerms {
 }
 
 /// Everything a reader can get out of the report and settlement API, rendered in every
-/// format, as one text.
-fn everything(hq: &cardmesh_node::store::Store, scope: &Scope, now: u64) -> String {
+/// format, as one text: of the sales' day and month, and of `today`, the day of what the
+/// stores dated by their own clocks.
+fn everything(
+    hq: &cardmesh_node::store::Store,
+    scope: &Scope,
+    now: u64,
+    today: BusinessDay,
+) -> String {
     let bday = day(2026, 11, 20);
     let spans = [
         Span::Day(bday),
@@ -37,6 +43,7 @@ fn everything(hq: &cardmesh_node::store::Store, scope: &Scope, now: u64) -> Stri
             year: 2026,
             month: 11,
         },
+        Span::Day(today),
     ];
     let mut out = String::new();
     for span in spans {
@@ -128,7 +135,7 @@ fn a_merchants_operator_reads_only_that_merchants_figures_in_every_report_and_fo
             bday,
         ),
     ];
-    chain.shops[1]
+    let refused = chain.shops[1]
         .store
         .append_local(Body::Operator(OperatorAction {
             operator: operator(2, 1),
@@ -139,6 +146,8 @@ fn a_merchants_operator_reads_only_that_merchants_figures_in_every_report_and_fo
             },
         }))
         .unwrap();
+    // A refusal counts on the day its store's clock gave it, at the shop's UTC+8.
+    let today = BusinessDay::of_instant(refused.hlc.millis as i64, 480);
     // A grey lock left open at south.
     let mut sam = chain.sam(2, 1);
     let lock = purse(&south_card)
@@ -211,11 +220,11 @@ fn a_merchants_operator_reads_only_that_merchants_figures_in_every_report_and_fo
         CardAsn(south_asn.0).to_string(),
         made[1].amount.to_string(),
     ];
-    let all = everything(hq, &Scope::Network, now);
+    let all = everything(hq, &Scope::Network, now, today);
     for mark in &south_marks {
         assert!(all.contains(mark.as_str()), "the network sees {mark}");
     }
-    let seen = everything(hq, &as_north, now);
+    let seen = everything(hq, &as_north, now, today);
     for mark in &south_marks {
         assert!(!seen.contains(mark.as_str()), "north must not see {mark}");
     }
