@@ -1,7 +1,7 @@
 use super::*;
 use crate::body::{CardTxn, LineItem, TxnKind};
 use crate::ids::{CardAsn, CardTime, NodeId, TerminalId};
-use crate::money::{Money, Quantity};
+use crate::money::{Money, MoneyError, Quantity};
 use proptest::prelude::*;
 
 fn day(d: u8) -> BusinessDay {
@@ -336,4 +336,31 @@ proptest! {
             CardChain::from_parts(links(&in_order), ChainMarks::default())
         );
     }
+}
+
+#[test]
+fn a_merge_that_overflows_leaves_the_row_as_it_was() {
+    let site: SiteId = "shop-1".parse().unwrap();
+    let row_of = |amount: i64| {
+        let mut t = txn(TxnKind::Purchase, 0, 10_000, 10_000 - amount, 0);
+        t.items = vec![LineItem {
+            product: "cola".parse().unwrap(),
+            quantity: Quantity::from_milli(1_000),
+            unit_price: Money::from_fen(amount),
+            paid_percent: 100,
+            amount: Money::from_fen(i64::MAX - 10),
+        }];
+        rows_of(&Body::Card(t), Hlc::default(), &site, |_| day(1))
+            .unwrap()
+            .remove(0)
+            .1
+    };
+    let mut row = row_of(100);
+    let before = row.clone();
+    // The purchase counts and amounts come before the products in a merge: they would
+    // have changed by the time the product amount overflows.
+    assert_eq!(row.merge(&row_of(200)), Err(MoneyError::Overflow));
+    assert_eq!(row, before);
+    assert_eq!(row.fits(&row_of(300)), Err(MoneyError::Overflow));
+    assert_eq!(row.fits(&Totals::default()), Ok(()));
 }

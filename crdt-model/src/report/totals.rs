@@ -113,6 +113,11 @@ fn add(a: &mut Money, b: Money) -> Result<(), MoneyError> {
     Ok(())
 }
 
+/// A sum `Totals::fits` has checked.
+fn sum(a: Money, b: Money) -> Money {
+    Money::from_fen(a.fen() + b.fen())
+}
+
 /// A stable, snake-case name of an alarm kind for reports.
 pub fn alarm_name(kind: &AlarmKind) -> &'static str {
     match kind {
@@ -182,16 +187,17 @@ impl Totals {
         }
     }
 
-    /// Adds `other` in. Commutative and associative; fails only on an overflow, leaving
-    /// `self` unusable (callers drop it).
+    /// Adds `other` in. Commutative and associative; on an overflow it fails and `self`
+    /// is left as it was.
     pub fn merge(&mut self, other: &Totals) -> Result<(), MoneyError> {
+        self.fits(other)?;
         for (class, t) in &other.kinds {
             let mine = self.kinds.entry(*class).or_default();
             mine.count += t.count;
-            add(&mut mine.amount, t.amount)?;
+            mine.amount = sum(mine.amount, t.amount);
         }
-        add(&mut self.deposits_taken, other.deposits_taken)?;
-        add(&mut self.deposits_returned, other.deposits_returned)?;
+        self.deposits_taken = sum(self.deposits_taken, other.deposits_taken);
+        self.deposits_returned = sum(self.deposits_returned, other.deposits_returned);
         self.cards_personalized += other.cards_personalized;
         for (why, n) in &other.refused {
             *self.refused.entry(why.clone()).or_default() += n;
@@ -199,20 +205,38 @@ impl Totals {
         for (product, t) in &other.products {
             let mine = self.products.entry(product.clone()).or_default();
             mine.lines += t.lines;
-            mine.quantity = Quantity::from_milli(
-                mine.quantity
-                    .milli()
-                    .checked_add(t.quantity.milli())
-                    .ok_or(MoneyError::Overflow)?,
-            );
-            add(&mut mine.amount, t.amount)?;
+            mine.quantity = Quantity::from_milli(mine.quantity.milli() + t.quantity.milli());
+            mine.amount = sum(mine.amount, t.amount);
         }
         for (kind, n) in &other.alarms {
             *self.alarms.entry(kind.clone()).or_default() += n;
         }
-        add(&mut self.float_delta, other.float_delta)?;
+        self.float_delta = sum(self.float_delta, other.float_delta);
         self.refunded.count += other.refunded.count;
-        add(&mut self.refunded.amount, other.refunded.amount)?;
+        self.refunded.amount = sum(self.refunded.amount, other.refunded.amount);
+        Ok(())
+    }
+
+    /// Whether `other` can be merged in without an overflow: every sum `merge` makes,
+    /// checked, and nothing changed, so that a caller can check several rows before it
+    /// changes any (and `merge` checks before it changes anything).
+    pub fn fits(&self, other: &Totals) -> Result<(), MoneyError> {
+        for (class, t) in &other.kinds {
+            self.kind(*class).amount.checked_add(t.amount)?;
+        }
+        self.deposits_taken.checked_add(other.deposits_taken)?;
+        self.deposits_returned
+            .checked_add(other.deposits_returned)?;
+        for (product, t) in &other.products {
+            let mine = self.products.get(product).copied().unwrap_or_default();
+            mine.quantity
+                .milli()
+                .checked_add(t.quantity.milli())
+                .ok_or(MoneyError::Overflow)?;
+            mine.amount.checked_add(t.amount)?;
+        }
+        self.float_delta.checked_add(other.float_delta)?;
+        self.refunded.amount.checked_add(other.refunded.amount)?;
         Ok(())
     }
 

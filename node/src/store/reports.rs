@@ -158,26 +158,27 @@ impl<'t> ReportTables<'t> {
         Ok(())
     }
 
-    /// A report row as this transaction has it so far.
-    fn row(&self, k: &[u8]) -> Result<Totals, StoreError> {
-        if let Some(row) = self.rows_held.get(k) {
-            return Ok(row.clone());
+    /// A report row as this transaction has it so far, held from now on until `flush`.
+    fn held_row(&mut self, k: &[u8]) -> Result<&mut Totals, StoreError> {
+        if !self.rows_held.contains_key(k) {
+            let row = match self.rows.get(k)? {
+                Some(v) => schema::decode_view(v.value(), "report row")?,
+                None => Totals::default(),
+            };
+            self.rows_held.insert(k.to_vec(), row);
         }
-        Ok(match self.rows.get(k)? {
-            Some(v) => schema::decode_view(v.value(), "report row")?,
-            None => Totals::default(),
-        })
+        Ok(self.rows_held.get_mut(k).expect("held just above"))
     }
 
-    /// The network totals as this transaction has them so far.
-    fn all(&self) -> Result<Totals, StoreError> {
-        if let Some(all) = &self.all_held {
-            return Ok(all.clone());
+    /// The network totals as this transaction has them so far, held until `flush`.
+    fn held_all(&mut self) -> Result<&mut Totals, StoreError> {
+        if self.all_held.is_none() {
+            self.all_held = Some(match self.totals.get(ALL)? {
+                Some(v) => schema::decode_view(v.value(), "report totals")?,
+                None => Totals::default(),
+            });
         }
-        Ok(match self.totals.get(ALL)? {
-            Some(v) => schema::decode_view(v.value(), "report totals")?,
-            None => Totals::default(),
-        })
+        Ok(self.all_held.as_mut().expect("held just above"))
     }
 
     /// Folds one accepted entry, written by a node of `site`, received at `now_ms`.
@@ -244,26 +245,33 @@ impl<'t> ReportTables<'t> {
     }
 
     /// Adds `rows`, and their site row to the network totals (every operation has one
-    /// site row, so the totals count it once). Everything is merged before anything is
-    /// written, so that an overflow leaves every row as it was.
+    /// site row, so the totals count it once). Every sum is checked before any row
+    /// changes, so that an overflow leaves every row as it was; `rows` names each
+    /// dimension once (`report::rows_of`, `report::refund_rows`), so no row is checked
+    /// for one addition and then given two.
     fn add_rows(&mut self, rows: &[(RowKey, Totals)]) -> Result<Result<(), String>, StoreError> {
-        let mut merged = Vec::with_capacity(rows.len());
-        for (key, t) in rows {
-            let k = row_key(key);
-            let mut row = self.row(&k)?;
-            if let Err(err) = row.merge(t) {
+        let keys: Vec<Vec<u8>> = rows.iter().map(|(key, _)| row_key(key)).collect();
+        for (k, (_, t)) in keys.iter().zip(rows) {
+            if let Err(err) = self.held_row(k)?.fits(t) {
                 return Ok(Err(format!("report row {k:?}: {err}")));
             }
-            merged.push((k, row));
         }
-        if let Some((_, t)) = rows.iter().find(|(k, _)| k.dim == Dim::Site) {
-            let mut all = self.all()?;
-            if let Err(err) = all.merge(t) {
-                return Ok(Err(format!("network totals: {err}")));
-            }
-            self.all_held = Some(all);
+        let site = rows
+            .iter()
+            .find(|(k, _)| k.dim == Dim::Site)
+            .map(|(_, t)| t);
+        if let Some(t) = site
+            && let Err(err) = self.held_all()?.fits(t)
+        {
+            return Ok(Err(format!("network totals: {err}")));
         }
-        self.rows_held.extend(merged);
+        for (k, (_, t)) in keys.iter().zip(rows) {
+            let row = self.rows_held.get_mut(k).expect("held above");
+            row.merge(t).expect("checked above");
+        }
+        if let Some(t) = site {
+            self.held_all()?.merge(t).expect("checked above");
+        }
         Ok(Ok(()))
     }
 
@@ -328,13 +336,7 @@ impl<'t> ReportTables<'t> {
         key: &RowKey,
         t: &Totals,
     ) -> Result<Result<(), cardmesh_model::money::MoneyError>, StoreError> {
-        let k = row_key(key);
-        let mut row = self.row(&k)?;
-        if let Err(e) = row.merge(t) {
-            return Ok(Err(e));
-        }
-        self.rows_held.insert(k, row);
-        Ok(Ok(()))
+        Ok(self.held_row(&row_key(key))?.merge(t))
     }
 
     fn touch(&mut self, site: &SiteId, hlc: Hlc, now_ms: u64) -> Result<(), StoreError> {
