@@ -146,8 +146,133 @@ impl Entry {
     /// Carries a signature, and it is the origin's. An entry without one is not valid
     /// on its own.
     pub fn signature_valid(&self, key: &PublicKey) -> bool {
+        self.signs(&self.hash(), key)
+    }
+
+    /// Carries the origin's signature of `hash`, which is this entry's.
+    fn signs(&self, hash: &Hash, key: &PublicKey) -> bool {
         self.sig
-            .is_some_and(|sig| key.verify(&signature_message(&self.hash()), &sig))
+            .is_some_and(|sig| key.verify(&signature_message(hash), &sig))
+    }
+}
+
+/// Consecutive entries of one origin's feed whose hash chain and signatures have been
+/// checked, with their hashes: the part of [`check_run`] that needs no replica and costs
+/// the most (a hash per entry, a signature per checkpoint), done where it can run beside
+/// a replica's writer, as a stick's segment reader does. Only [`CheckedRun::check`]
+/// makes one, so a replica can take one's word for what it checked;
+/// [`check_checked_run`] does the rest.
+#[derive(Debug)]
+pub struct CheckedRun {
+    entries: Vec<Entry>,
+    hashes: Vec<Hash>,
+}
+
+impl CheckedRun {
+    /// `entries` as a checked run if they follow each other in one feed, each chained to
+    /// the one before, and every signature a replica keeps is good: the last entry's,
+    /// which it must carry, and any checkpoint's. Otherwise the entries come back, for
+    /// [`check_run`] to tell what is wrong with them.
+    pub fn check(entries: Vec<Entry>) -> Result<CheckedRun, Vec<Entry>> {
+        let Some(key) = entries.first().and_then(|e| PublicKey::of(&e.origin)) else {
+            return Err(entries);
+        };
+        let mut hashes: Vec<Hash> = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let follows = i == 0 || {
+                let before = &entries[i - 1];
+                e.origin == before.origin
+                    && Some(e.seq) == before.seq.checked_add(1)
+                    && e.prev == hashes[i - 1]
+            };
+            if !follows {
+                return Err(entries);
+            }
+            hashes.push(e.hash());
+        }
+        let last = entries.len() - 1;
+        let signed = entries
+            .iter()
+            .zip(&hashes)
+            .enumerate()
+            .all(|(i, (e, hash))| {
+                let kept = i == last || (e.sig.is_some() && keeps_signature(e.seq, false));
+                !kept || e.signs(hash, &key)
+            });
+        if !signed {
+            return Err(entries);
+        }
+        Ok(CheckedRun { entries, hashes })
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn into_entries(self) -> Vec<Entry> {
+        self.entries
+    }
+
+    /// The hash of the run's last entry.
+    pub fn last_hash(&self) -> Option<Hash> {
+        self.hashes.last().copied()
+    }
+
+    /// The run without its first `n` entries (which a replica holds already): still a
+    /// checked run, since the last entry's signature and the chain still stand.
+    pub fn skip(mut self, n: usize) -> CheckedRun {
+        let n = n.min(self.entries.len());
+        self.entries.drain(..n);
+        self.hashes.drain(..n);
+        self
+    }
+}
+
+/// What [`check_run`] answers for the entries of `run`, without hashing them or
+/// verifying their signatures again: only where the run meets the feed's `head`, and
+/// whether its writer may write each entry, are left to check.
+pub fn check_checked_run(head: FeedHead, membership: &Membership, run: &CheckedRun) -> RunCheck {
+    let refused = |error| RunCheck {
+        accepted: 0,
+        head,
+        error: Some(error),
+    };
+    let Some(first) = run.entries.first() else {
+        return RunCheck {
+            accepted: 0,
+            head,
+            error: None,
+        };
+    };
+    if first.seq != head.seq + 1 {
+        return refused(EntryError::Gap {
+            origin: first.origin,
+            expected: head.seq + 1,
+            got: first.seq,
+        });
+    }
+    if first.prev != head.hash {
+        return refused(EntryError::BrokenChain(first.entry_ref()));
+    }
+    let mut accepted = run.entries.len();
+    let mut error = None;
+    for (i, e) in run.entries.iter().enumerate() {
+        if let Err(refusal) = check_authority(membership, e) {
+            accepted = i;
+            error = Some(refusal);
+            break;
+        }
+    }
+    RunCheck {
+        accepted,
+        head: match accepted {
+            0 => head,
+            n => FeedHead {
+                seq: run.entries[n - 1].seq,
+                hash: run.hashes[n - 1],
+            },
+        },
+        error,
     }
 }
 

@@ -6,7 +6,9 @@
 use super::error::StoreError;
 use super::schema;
 use super::writer::Ctx;
-use cardmesh_model::entry::{check_authority, check_run, thin_signatures};
+use cardmesh_model::entry::{
+    CheckedRun, check_authority, check_checked_run, check_run, thin_signatures,
+};
 use cardmesh_model::replica::IngestReport;
 use cardmesh_model::{Entry, EntryError, FeedHead, NodeId};
 use redb::ReadableTable;
@@ -74,6 +76,29 @@ pub fn ingest(ctx: &mut Ctx<'_>, entries: Vec<Entry>) -> Result<IngestReport, St
         report.rejected.extend(check.error);
     }
     Ok(report)
+}
+
+/// `ingest` of one origin's checked run (see `CheckedRun`): the same checks and writes,
+/// without hashing the entries or verifying their signatures again. A run that does not
+/// continue its origin's feed exactly goes the way of any entries.
+pub fn ingest_checked(ctx: &mut Ctx<'_>, run: CheckedRun) -> Result<IngestReport, StoreError> {
+    let Some(first) = run.entries().first() else {
+        return Ok(IngestReport::default());
+    };
+    let head = ctx.tables.head(&first.origin)?;
+    if first.seq != head.seq + 1 {
+        return ingest(ctx, run.into_entries());
+    }
+    let check = check_checked_run(head, &ctx.node.membership, &run);
+    let mut fresh = run.into_entries();
+    fresh.truncate(check.accepted);
+    thin_signatures(&mut fresh);
+    apply(ctx, &fresh, check.head)?;
+    Ok(IngestReport {
+        applied: fresh.len(),
+        duplicates: 0,
+        rejected: check.error.into_iter().collect(),
+    })
 }
 
 /// Applies the next entry of this node's own feed, which the writer signed a moment ago

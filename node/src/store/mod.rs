@@ -38,7 +38,7 @@ use automerge::{AutoCommit, AutomergeError};
 use cardmesh_model::blacklist::CardBlocks;
 use cardmesh_model::body::{Body, CounterSpace, DocChange, EntryRef};
 use cardmesh_model::docs::DocName;
-use cardmesh_model::entry::keeps_signature;
+use cardmesh_model::entry::{CheckedRun, keeps_signature};
 use cardmesh_model::money::Money;
 use cardmesh_model::registry::CardRecord;
 use cardmesh_model::replica::IngestReport;
@@ -307,6 +307,15 @@ impl Store {
         self.inner
             .writer
             .submit(move |ctx| Ok(Ok(ingest::ingest(ctx, entries)?)))
+    }
+
+    /// `ingest_queued` of a run checked already (hash chain and signatures, on the
+    /// caller's thread): the writer checks only where it meets the feed and whether
+    /// its writer may write it.
+    pub fn ingest_run_queued(&self, run: CheckedRun) -> Result<Queued<IngestReport>, StoreError> {
+        self.inner
+            .writer
+            .submit(move |ctx| Ok(Ok(ingest::ingest_checked(ctx, run)?)))
     }
 
     /// Installs a certificate that came by file, in a sync hello or with a stick

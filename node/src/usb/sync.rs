@@ -9,9 +9,10 @@ use super::segment::{self, MAX_SEGMENT_ENTRIES, MAX_SEGMENT_FILE, SegmentBody, S
 use super::{Phase, Progress, SkipReason, Skipped, StickReport, UsbError};
 use crate::identity::NetworkKey;
 use crate::store::{Queued, Store, StoreError};
+use cardmesh_model::entry::CheckedRun;
 use cardmesh_model::entry::{signed_prefix, thin_signatures};
 use cardmesh_model::replica::IngestReport;
-use cardmesh_model::{Certificate, Entry, FeedRange, NetworkId, NodeId, VersionVector};
+use cardmesh_model::{Certificate, Entry, FeedRange, Hash, NetworkId, NodeId, VersionVector};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::io::{self, ErrorKind, Read};
@@ -23,6 +24,49 @@ const OPENED_AHEAD: usize = 2;
 /// Segments queued on the store at once: eight full segments make commits of about
 /// the size that costs least per entry, and bound the memory they hold.
 const IN_FLIGHT: usize = 8;
+
+/// A segment's entries as the reader thread hands them on: a run whose chain and
+/// signatures it checked, so that the store's writer need not check them again, or, if
+/// they do not pass, the entries as they are, for the store's own check to tell what is
+/// wrong (and apply what it may, as it would any entries).
+enum Run {
+    Checked(CheckedRun),
+    Unchecked(Vec<Entry>),
+}
+
+impl Run {
+    fn of(entries: Vec<Entry>) -> Run {
+        match CheckedRun::check(entries) {
+            Ok(run) => Run::Checked(run),
+            Err(entries) => Run::Unchecked(entries),
+        }
+    }
+
+    fn last_hash(&self) -> Option<Hash> {
+        match self {
+            Run::Checked(run) => run.last_hash(),
+            Run::Unchecked(entries) => entries.last().map(Entry::hash),
+        }
+    }
+
+    /// Without its first `n` entries, which the node holds already.
+    fn skip(self, n: usize) -> Run {
+        match self {
+            Run::Checked(run) => Run::Checked(run.skip(n)),
+            Run::Unchecked(mut entries) => {
+                entries.drain(..n.min(entries.len()));
+                Run::Unchecked(entries)
+            }
+        }
+    }
+
+    fn queue(self, store: &Store) -> Result<Queued<IngestReport>, StoreError> {
+        match self {
+            Run::Checked(run) => store.ingest_run_queued(run),
+            Run::Unchecked(entries) => store.ingest_queued(entries),
+        }
+    }
+}
 
 /// A genuine segment on its way into the node.
 struct Segment {
@@ -344,7 +388,10 @@ impl Stick<'_> {
                 for (range, rel) in found {
                     let read = read_bounded(&dir.join(&rel), MAX_SEGMENT_FILE);
                     let opened = match &read {
-                        Ok(Some(bytes)) => Some(segment::open(key, network, Some(range), bytes)),
+                        Ok(Some(bytes)) => Some(
+                            segment::open(key, network, Some(range), bytes)
+                                .map(|(_, body)| (body.certificate, Run::of(body.entries))),
+                        ),
                         _ => None,
                     };
                     if tx.send((range, rel, read, opened)).is_err() {
@@ -385,15 +432,15 @@ impl Stick<'_> {
                     continue;
                 }
                 let size = bytes.len() as u64;
-                let body = match opened.expect("opened whenever read") {
-                    Ok((_, body)) => body,
+                let (certificate, run) = match opened.expect("opened whenever read") {
+                    Ok(opened) => opened,
                     Err(e) => {
                         self.skip(rel, skip_reason(e));
                         continue;
                     }
                 };
                 let segment = Segment { range, rel, size };
-                self.take_segment(&mut taking, segment, body)?;
+                self.take_segment(&mut taking, segment, certificate, run)?;
             }
             self.settle(&mut taking, true)
         })?;
@@ -412,7 +459,8 @@ impl Stick<'_> {
         &mut self,
         taking: &mut Taking,
         segment: Segment,
-        body: SegmentBody,
+        certificate: Option<Certificate>,
+        run: Run,
     ) -> Result<(), UsbError> {
         let range = segment.range;
         let head = taking.ahead(range.origin);
@@ -425,7 +473,7 @@ impl Stick<'_> {
                 ..range
             };
             let ours = self.store.entries(last, 1)?;
-            if ours.first().map(Entry::hash) == body.entries.last().map(Entry::hash) {
+            if ours.first().map(Entry::hash) == run.last_hash() {
                 self.took(&segment);
             } else {
                 self.skip(segment.rel, SkipReason::Differs);
@@ -436,7 +484,7 @@ impl Stick<'_> {
             self.skip(segment.rel, SkipReason::Unreachable);
             return Ok(());
         }
-        if let Some(cert) = body.certificate {
+        if let Some(cert) = certificate {
             match self.store.admit(cert) {
                 Ok(_) => {}
                 Err(StoreError::Auth(e)) => {
@@ -447,12 +495,9 @@ impl Stick<'_> {
                 Err(e) => return Err(e.into()),
             }
         }
-        let fresh: Vec<Entry> = body
-            .entries
-            .into_iter()
+        let answer = run
             .skip((head + 1 - range.from) as usize)
-            .collect();
-        let answer = self.store.ingest_queued(fresh)?;
+            .queue(self.store)?;
         taking.queued.push_back((segment, answer));
         Ok(())
     }
