@@ -21,9 +21,12 @@ use std::path::{Path, PathBuf};
 /// Segments opened ahead of the one being applied: enough to keep both threads busy,
 /// few enough to bound memory at a few segment files.
 const OPENED_AHEAD: usize = 2;
-/// Segments queued on the store at once: eight full segments make commits of about
-/// the size that costs least per entry, and bound the memory they hold.
-const IN_FLIGHT: usize = 8;
+/// Segments queued on the store at most, and entries in them. The writer takes what is
+/// queued when it starts a commit while the sync tops the queue up, so a commit takes
+/// about half of it: some 32k entries, the size that costs least per entry (4k cost a
+/// fifth more, 64k a tenth more). The bound also caps the memory the queue holds.
+const QUEUED_SEGMENTS: usize = 16;
+const QUEUED_ENTRIES: u64 = 64 * 1024;
 
 /// A segment's entries as the reader thread hands them on: a run whose chain and
 /// signatures it checked, so that the store's writer need not check them again, or, if
@@ -85,6 +88,13 @@ struct Taking {
 }
 
 impl Taking {
+    /// Whether a segment of `entries` more would overfill the queue.
+    fn full(&self, entries: u64) -> bool {
+        let queued: u64 = self.queued.iter().map(|(s, _)| s.range.len()).sum();
+        !self.queued.is_empty()
+            && (self.queued.len() == QUEUED_SEGMENTS || queued + entries > QUEUED_ENTRIES)
+    }
+
     /// Where `origin`'s feed will end once the queued segments are applied.
     fn ahead(&self, origin: NodeId) -> u64 {
         self.queued
@@ -366,9 +376,9 @@ impl Stick<'_> {
 
     /// Step one: the node takes in what it lacks, one segment at a time. A second thread
     /// reads and opens (decrypts, decompresses, checks) the next segments while this one
-    /// hands them to the store, which keeps up to `IN_FLIGHT` of them queued so that they
-    /// share commits. Every decision is the one a segment-by-segment sync would make:
-    /// a segment that does not continue its feed right where the queued ones end waits
+    /// hands them to the store, keeping several queued (`QUEUED_SEGMENTS`) so that they
+    /// share commits. Every decision is the one a segment-by-segment sync would make: a
+    /// segment that does not continue its feed right where the queued ones end waits
     /// until they are applied.
     fn take_in(
         &mut self,
@@ -407,8 +417,11 @@ impl Stick<'_> {
                 });
                 done += range.len();
                 let continues = range.from == taking.ahead(range.origin) + 1;
-                if !continues || taking.queued.len() == IN_FLIGHT {
-                    self.settle(&mut taking, !continues)?;
+                if !continues {
+                    self.settle(&mut taking, true)?;
+                }
+                while taking.full(range.len()) {
+                    self.settle(&mut taking, false)?;
                 }
                 let bytes = match read {
                     Ok(Some(b)) => b,
