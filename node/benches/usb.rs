@@ -42,39 +42,32 @@ fn main() {
     .expect("HQ store");
 
     let stick = tmp.path().join("stick");
+    let shop_cert = cert(&hq_key, &shop_key, "shop-a", Role::Store);
+    let shop_path = tmp.path().join("shop.redb");
+    let write_stick = |to: &Path| {
+        write_shop_stick(
+            n,
+            &shop_path,
+            &shop_key,
+            &shop_cert,
+            &hq_cert,
+            &network_key,
+            to,
+        )
+    };
     match std::env::var_os("CARDMESH_BENCH_STICK_KEEP") {
         Some(keep) => {
             let kept = Path::new(&keep).join(format!("stick-{n}"));
             if !kept.exists() {
                 let building = Path::new(&keep).join(format!("stick-{n}.part"));
                 let _ = std::fs::remove_dir_all(&building);
-                let shop_cert = cert(&hq_key, &shop_key, "shop-a", Role::Store);
-                write_shop_stick(
-                    n,
-                    &tmp.path().join("shop.redb"),
-                    &shop_key,
-                    shop_cert,
-                    &hq_cert,
-                    &network_key,
-                    &building,
-                );
+                write_stick(&building);
                 std::fs::rename(&building, &kept).expect("keep the stick");
             }
             copy_dir(&kept, &stick);
             println!("usb bench: a copy of the stick kept in {}", kept.display());
         }
-        None => {
-            let shop_cert = cert(&hq_key, &shop_key, "shop-a", Role::Store);
-            write_shop_stick(
-                n,
-                &tmp.path().join("shop.redb"),
-                &shop_key,
-                shop_cert,
-                &hq_cert,
-                &network_key,
-                &stick,
-            );
-        }
+        None => write_stick(&stick),
     }
 
     let (started, cpu) = (Instant::now(), cpu_seconds());
@@ -94,7 +87,7 @@ fn write_shop_stick(
     n: u32,
     path: &Path,
     shop_key: &NodeKey,
-    shop_cert: Certificate,
+    shop_cert: &Certificate,
     hq_cert: &Certificate,
     network_key: &NetworkKey,
     stick: &Path,
@@ -102,7 +95,7 @@ fn write_shop_stick(
     let shop = Store::create(
         path,
         shop_key.clone(),
-        shop_cert,
+        shop_cert.clone(),
         hq_cert.clone(),
         Arc::new(SystemClock),
     )

@@ -104,6 +104,16 @@ fn segment_of(stick: &Path, origin: NodeId, from: u64, to: u64) -> PathBuf {
     stick.join(segment::relative_path(&FeedRange { origin, from, to }))
 }
 
+/// Why the sync skipped the segment at `path` on the stick at `stick`, if it did.
+fn skipped(report: &StickReport, stick: &Path, path: &Path) -> Option<SkipReason> {
+    let rel = path.strip_prefix(stick).unwrap();
+    report
+        .skipped
+        .iter()
+        .find(|s| s.path == rel)
+        .map(|s| s.reason.clone())
+}
+
 fn reasons(report: &StickReport) -> Vec<String> {
     report
         .skipped
@@ -224,14 +234,7 @@ fn bad_segments_are_reported_and_skipped_and_a_clean_copy_heals() {
         events.push(p)
     })
     .unwrap();
-    let why = |from, to| {
-        let rel = seg(from, to).strip_prefix(&stick).unwrap().to_path_buf();
-        report
-            .skipped
-            .iter()
-            .find(|s| s.path == rel)
-            .map(|s| s.reason.clone())
-    };
+    let why = |from, to| skipped(&report, &stick, &seg(from, to));
     assert!(
         matches!(why(1, 2), Some(SkipReason::Duplicate)),
         "{:?}",
@@ -310,15 +313,7 @@ fn a_segment_the_node_refuses_leaves_the_rest_of_its_feed_unreached() {
         .unwrap();
 
     let report = hq.sync(&stick);
-    let why = |from, to| {
-        let rel = segment_of(&stick, a_id, from, to);
-        let rel = rel.strip_prefix(&stick).unwrap().to_path_buf();
-        report
-            .skipped
-            .iter()
-            .find(|s| s.path == rel)
-            .map(|s| s.reason.clone())
-    };
+    let why = |from, to| skipped(&report, &stick, &segment_of(&stick, a_id, from, to));
     assert!(
         (1..=7).all(|k| why(2 * k - 1, 2 * k).is_none()),
         "{:?}",
