@@ -11,7 +11,9 @@ use crate::store::{Clock, Store, StoreError};
 use cardmesh_model::body::Body;
 use cardmesh_model::codec::{self, CodecError, Kind};
 use cardmesh_model::sign::{PublicKey, Sig};
-use cardmesh_model::{CertRequest, Certificate, Hlc, NetworkId, NodeId, NodeKey, Role, SiteId};
+use cardmesh_model::{
+    CertRequest, Certificate, Hlc, NetworkId, NodeId, NodeKey, Revocation, Role, SiteId,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs;
@@ -58,8 +60,22 @@ pub enum IdentityError {
     NotForThisNode { for_node: String, this_node: String },
     #[error("the join package is not valid: {0}")]
     BadPackage(String),
-    #[error("only HQ can enroll nodes; this node is a {0}")]
+    #[error("only HQ can enroll or revoke nodes; this node is a {0}")]
     NotHq(Role),
+    #[error("node {0} is not a member of this network")]
+    NotMember(NodeId),
+    #[error("HQ cannot revoke itself")]
+    RevokeHq,
+    #[error(
+        "node {node} is already revoked ({reason}): nothing it wrote after entry {upto_seq} is accepted"
+    )]
+    AlreadyRevoked {
+        node: NodeId,
+        upto_seq: u64,
+        reason: String,
+    },
+    #[error("say why the node is revoked (--reason), for the members' audit")]
+    NoReason,
     #[error("reading {what}: {source}")]
     Codec {
         what: &'static str,
@@ -310,6 +326,44 @@ pub fn enroll(
             network_key: sealed,
         },
     ))
+}
+
+/// At HQ: revokes `node`, a lost, stolen or retired one. HQ's revocation refuses every
+/// entry the node writes after the last one HQ holds, so nothing HQ has already taken in
+/// (and folded into reports and settlement) is undone; and every node that receives it
+/// stops syncing with the revoked one. The revocation is an entry of HQ's feed and
+/// spreads like any other.
+pub fn revoke(hq: &Store, node: &NodeId, reason: &str) -> Result<Revocation, IdentityError> {
+    let own = hq.own_certificate();
+    if own.role != Role::Hq {
+        return Err(IdentityError::NotHq(own.role));
+    }
+    if *node == own.node {
+        return Err(IdentityError::RevokeHq);
+    }
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(IdentityError::NoReason);
+    }
+    if !hq.certificates()?.iter().any(|c| c.node == *node) {
+        return Err(IdentityError::NotMember(*node));
+    }
+    if let Some(held) = hq.revocations()?.remove(node) {
+        return Err(IdentityError::AlreadyRevoked {
+            node: *node,
+            upto_seq: held.upto_seq,
+            reason: held.reason,
+        });
+    }
+    // HQ's head of the node's feed is signed in HQ's store (a stored run ends at a
+    // signature), so HQ can pass on every entry up to it.
+    let rev = Revocation {
+        node: *node,
+        upto_seq: hq.head(node)?.seq,
+        reason: reason.to_string(),
+    };
+    hq.append_local(Body::Revoke(rev.clone()))?;
+    Ok(rev)
 }
 
 /// On the site: installs a join package and creates the node's store.

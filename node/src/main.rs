@@ -72,6 +72,19 @@ enum Command {
         #[arg(long, default_value = "cardmesh-data")]
         data: PathBuf,
     },
+    /// At HQ: revoke a lost, stolen or retired node. Entries it writes after the last one
+    /// HQ holds are refused everywhere, and no node syncs with it once the revocation
+    /// reaches it (sync to spread it).
+    Revoke {
+        /// The node's id (see `cardmesh status`).
+        node: NodeId,
+        /// Why, for the members' audit (e.g. "till stolen", "shop closed").
+        #[arg(long)]
+        reason: String,
+        /// HQ's data folder.
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
     /// Show this node's identity, members, feeds and store.
     Status {
         #[arg(long, default_value = "cardmesh-data")]
@@ -499,6 +512,15 @@ fn main() -> Result<()> {
                 "joined network '{}' as a {} node of site {}",
                 c.network_name, c.role, c.site
             );
+        }
+        Command::Revoke { node, reason, data } => {
+            let store = identity::open(&DataDir::new(&data), clock())?;
+            let rev = identity::revoke(&store, &node, &reason)?;
+            println!(
+                "revoked node {node}: nothing it wrote after entry {} is accepted, and no node syncs with it",
+                rev.upto_seq
+            );
+            println!("next: sync, so that the revocation reaches every site");
         }
         Command::Status { data } => {
             let store = identity::open(&DataDir::new(&data), clock())?;

@@ -2,13 +2,15 @@
 //! the store into one value that the CLI prints and the console renders.
 
 use crate::store::{Store, StoreError};
-use cardmesh_model::{Certificate, Role};
+use cardmesh_model::{Certificate, NodeId, Revocation, Role};
+use std::collections::BTreeMap;
 use std::fmt;
 
 pub struct NodeStatus {
     pub cert: Certificate,
     pub members: Vec<Certificate>,
     pub feeds: Vec<(Certificate, u64)>,
+    pub revoked: BTreeMap<NodeId, Revocation>,
     pub stats: crate::store::StoreStats,
 }
 
@@ -25,6 +27,7 @@ impl NodeStatus {
             cert,
             members,
             feeds,
+            revoked: store.revocations()?,
             stats: store.stats()?,
         })
     }
@@ -58,9 +61,13 @@ impl fmt::Display for NodeStatus {
         writeln!(f, "members   {}", self.members.len())?;
         for (m, seq) in &self.feeds {
             let me = if m.node == c.node { " (this node)" } else { "" };
+            let revoked = match self.revoked.get(&m.node) {
+                Some(r) => format!(", revoked after entry {} ({})", r.upto_seq, r.reason),
+                None => String::new(),
+            };
             writeln!(
                 f,
-                "  {:<8} {:<8} {:<12} feed at {seq}{me}",
+                "  {:<8} {:<8} {:<12} feed at {seq}{me}{revoked}",
                 m.node.short(),
                 role(m.role),
                 m.site.as_str()

@@ -93,6 +93,51 @@ fn a_site_joins_by_request_certificate_and_join_files() {
     ok(&["check", "--data", p(&shop)]);
 }
 
+/// The node id `cardmesh status` shows for the node in `dir`.
+fn node_id(dir: &Path) -> String {
+    let status = ok(&["status", "--data", p(dir)]);
+    let line = status.lines().next().unwrap();
+    line.split_whitespace().nth(1).unwrap().to_string()
+}
+
+#[test]
+fn hq_alone_revokes_an_enrolled_node_once_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hq, shop) = network(tmp.path());
+    let (shop_id, hq_id) = (node_id(&shop), node_id(&hq));
+    let never_enrolled = "ab".repeat(32);
+    let refused = |node: &str, reason: &str, data: &Path| {
+        fails(&["revoke", node, "--reason", reason, "--data", p(data)])
+    };
+
+    let err = refused(&shop_id, "till stolen", &shop);
+    assert!(err.contains("only HQ can enroll or revoke"), "{err}");
+    let err = refused(&hq_id, "till stolen", &hq);
+    assert!(err.contains("HQ cannot revoke itself"), "{err}");
+    let err = refused(&never_enrolled, "till stolen", &hq);
+    assert!(err.contains("not a member"), "{err}");
+    let err = refused(&shop_id, "  ", &hq);
+    assert!(err.contains("--reason"), "{err}");
+
+    let out = ok(&[
+        "revoke",
+        &shop_id,
+        "--reason",
+        "till stolen",
+        "--data",
+        p(&hq),
+    ]);
+    assert!(out.contains("after entry 0"), "{out}");
+    let status = ok(&["status", "--data", p(&hq)]);
+    assert!(
+        status.contains("revoked after entry 0 (till stolen)"),
+        "{status}"
+    );
+    let err = refused(&shop_id, "shop closed", &hq);
+    assert!(err.contains("already revoked (till stolen)"), "{err}");
+    ok(&["check", "--data", p(&hq)]);
+}
+
 #[test]
 fn a_node_refuses_to_start_with_a_key_others_can_read() {
     let tmp = tempfile::tempdir().unwrap();

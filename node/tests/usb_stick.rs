@@ -335,6 +335,51 @@ fn a_segment_the_node_refuses_leaves_the_rest_of_its_feed_unreached() {
 }
 
 #[test]
+fn a_node_hq_revokes_keeps_what_hq_took_in_and_can_add_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hq, a, b) = network(tmp.path());
+    let (to_hq, back) = (tmp.path().join("to-hq"), tmp.path().join("back"));
+    let a_id = a.store.node_id();
+    a.sell(3);
+    a.sync(&to_hq);
+    hq.sync(&to_hq);
+
+    let rev = identity::revoke(&hq.store, &a_id, "till stolen").unwrap();
+    assert_eq!(rev.upto_seq, 3, "what HQ already holds stays accepted");
+    assert!(!hq.store.is_member(&a_id).unwrap());
+    // The thief sells on before the news reaches the till.
+    a.sell(2);
+    a.sync(&to_hq);
+    let report = hq.sync(&to_hq);
+    assert!(
+        matches!(skipped(&report, &to_hq, &segment_of(&to_hq, a_id, 4, 5)), Some(SkipReason::Refused(r)) if r.contains("revoked") && r.contains("till stolen")),
+        "{:?}",
+        reasons(&report)
+    );
+    assert_eq!(hq.vv().get(&a_id), 3);
+
+    // The revocation travels to shop B and to the till itself like any entry.
+    hq.sync(&back);
+    b.sync(&back);
+    a.sync(&back);
+    assert!(!b.store.is_member(&a_id).unwrap());
+    assert_eq!(
+        b.vv().get(&a_id),
+        3,
+        "B takes A's entries only up to the revocation"
+    );
+    let refused = a
+        .store
+        .append_local(purchase(a.site(), asn(1), 9, 100))
+        .unwrap_err();
+    assert!(refused.to_string().contains("revoked"), "{refused}");
+    assert_eq!(a.vv().get(&a_id), 5);
+    for node in [&hq, &a, &b] {
+        node.store.verify_views().unwrap();
+    }
+}
+
+#[test]
 fn a_small_budget_writes_part_and_later_syncs_go_on_from_there() {
     let tmp = tempfile::tempdir().unwrap();
     let (hq, a, _b) = network(tmp.path());

@@ -48,6 +48,7 @@ use cardmesh_model::{
 };
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use schema::*;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -372,6 +373,23 @@ impl Store {
             .next()
             .is_some();
         Ok(!revoked)
+    }
+
+    /// The nodes HQ has revoked, each with its revocation that refuses the most (the
+    /// lowest `upto_seq`), as membership applies them.
+    pub fn revocations(&self) -> Result<BTreeMap<NodeId, Revocation>, StoreError> {
+        let txn = self.read()?;
+        let mut revoked: BTreeMap<NodeId, Revocation> = BTreeMap::new();
+        for row in txn.open_table(REVOCATIONS)?.iter()? {
+            let rev = decode_view::<Revocation>(row?.1.value(), "revocation")?;
+            match revoked.get(&rev.node) {
+                Some(held) if held.upto_seq <= rev.upto_seq => {}
+                _ => {
+                    revoked.insert(rev.node, rev);
+                }
+            }
+        }
+        Ok(revoked)
     }
 
     pub fn version_vector(&self) -> Result<VersionVector, StoreError> {
