@@ -263,6 +263,13 @@ pub fn check_checked_run(head: FeedHead, membership: &Membership, run: &CheckedR
             break;
         }
     }
+    if accepted > 0 && accepted < run.entries.len() {
+        let key = &membership
+            .writer(&first.origin, first.seq)
+            .expect("the first entry is authorized")
+            .key;
+        accepted = vouched_by_own(&run.entries[..accepted], &error, key);
+    }
     RunCheck {
         accepted,
         head: match accepted {
@@ -348,9 +355,10 @@ pub struct RunCheck {
 /// sequence, hash chain, membership, authority, and signatures.
 ///
 /// The last signed entry's signature authenticates the run: it signs that entry's hash,
-/// which covers the entry before it and so on back. It may be one the run's writer may
-/// no longer write (after a revocation): it still vouches for the entries before it.
-/// Entries after the last signature are not accepted. The checkpoints' signatures are
+/// which covers the entry before it and so on back. Entries after the last signature
+/// are not accepted. If the writer may no longer write that last entry (after a
+/// revocation), the entries before it are accepted up to their own last signature only
+/// (see `vouched_by_own`), so that a replica's feed always ends at a signature it keeps. The checkpoints' signatures are
 /// verified too, because the replica keeps them; the caller drops the others with
 /// [`thin_signatures`] on what it accepts. On a failure each signed entry is checked on
 /// its own to find the first bad one.
@@ -424,7 +432,10 @@ pub fn check_run(head: FeedHead, membership: &Membership, entries: &[Entry]) -> 
     if authenticated < authorized && !matches!(error, Some(EntryError::BadSignature(_))) {
         error = Some(EntryError::Unsigned(entries[authenticated].entry_ref()));
     }
-    let accepted = authenticated.min(authorized);
+    let mut accepted = authenticated.min(authorized);
+    if accepted < authenticated {
+        accepted = vouched_by_own(&entries[..accepted], &error, key);
+    }
     RunCheck {
         accepted,
         head: match accepted {
@@ -433,6 +444,24 @@ pub fn check_run(head: FeedHead, membership: &Membership, entries: &[Entry]) -> 
         },
         error,
     }
+}
+
+/// How much of `accepted`, a run's prefix that a signature after it vouches for, is
+/// kept when the run is refused from there on for `error`. After a revocation, only up
+/// to the prefix's own last signature: a replica stores no proof of the refused entry
+/// that vouched for the rest, so it could neither check that rest again (`cardmesh
+/// check`) nor pass it on. Nothing is lost: HQ revokes at the head it holds, signed,
+/// and passes those entries on itself. Any other refusal keeps the whole prefix: there
+/// the writer is still a member, and its entries up to the refused one may exist
+/// nowhere signed.
+fn vouched_by_own(accepted: &[Entry], error: &Option<EntryError>, key: &PublicKey) -> usize {
+    if !matches!(error, Some(EntryError::Auth(_, AuthError::Revoked { .. }))) {
+        return accepted.len();
+    }
+    accepted
+        .iter()
+        .rposition(|e| e.sig.is_some() && e.signature_valid(key))
+        .map_or(0, |i| i + 1)
 }
 
 /// Whether the entry's writer may write it: an enrolled, unrevoked member whose role

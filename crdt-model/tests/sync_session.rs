@@ -139,25 +139,46 @@ fn hq_feed_travels_first_so_a_revocation_applies_to_the_same_session() {
     let net = Net::new();
     let mut hq = node(&net, 0);
     let mut a = node(&net, 1);
+    let mut b = node(&net, 2);
     write(&net, &mut a, 1, 6, 100);
     pull(&mut hq.replica, &a.replica);
     let shop_a = net.writer(1).0.node_id();
+    // HQ revokes at the head it holds, as `cardmesh revoke` does; the till sells on, and
+    // B takes all of it before the news reaches B.
     hq.replica
         .append(
             &net.hq,
             Hlc::new(300, 0),
             Body::Revoke(Revocation {
                 node: shop_a,
-                upto_seq: 3,
+                upto_seq: 6,
                 reason: "till stolen".into(),
             }),
         )
         .unwrap();
+    write(&net, &mut a, 1, 2, 400);
+    pull(&mut b.replica, &a.replica);
+    pull(&mut b.replica, &hq.replica);
+    assert_eq!(b.replica.version_vector().get(&shop_a), 8);
+
     let mut c = node(&net, 3);
-    let out = run_pair(&mut hq, &mut c, Link::default());
+    let out = run_pair(&mut b, &mut c, Link::default());
     assert!(out.both_done());
-    assert_eq!(c.replica.version_vector().get(&shop_a), 3);
     assert_eq!(c.replica.version_vector().get(&net.hq.node_id()), 1);
+    // B's copy of the till's feed is signed only after the revocation, and that entry is
+    // refused: C keeps none of the run, since it could not check it again or pass it on.
+    assert_eq!(c.replica.version_vector().get(&shop_a), 0);
+    assert!(
+        out.responder
+            .refused_here()
+            .iter()
+            .any(|r| r.to_string().contains("revoked")),
+        "{:?}",
+        out.responder.refused_here()
+    );
+    // HQ's copy is signed at the revocation: from HQ, C takes every entry up to it.
+    assert!(run_pair(&mut hq, &mut c, Link::default()).both_done());
+    assert_eq!(c.replica.version_vector().get(&shop_a), 6);
 }
 
 #[test]

@@ -380,6 +380,61 @@ fn a_node_hq_revokes_keeps_what_hq_took_in_and_can_add_nothing() {
 }
 
 #[test]
+fn a_stick_from_a_revoked_till_heard_of_first_waits_for_hqs_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hq, a, b) = network(tmp.path());
+    let (to_hq, from_till, from_hq) = (
+        tmp.path().join("to-hq"),
+        tmp.path().join("from-till"),
+        tmp.path().join("from-hq"),
+    );
+    let a_id = a.store.node_id();
+    a.sell(3);
+    a.sync(&to_hq);
+    hq.sync(&to_hq);
+    identity::revoke(&hq.store, &a_id, "till stolen").unwrap();
+    // The till's next stick holds its whole feed in one segment, signed at its end only.
+    a.sell(2);
+    a.sync(&from_till);
+    // HQ's feed, with the revocation, reaches B first (over a link).
+    let hq_id = hq.store.node_id();
+    let hq_feed = hq
+        .store
+        .entries(
+            FeedRange {
+                origin: hq_id,
+                from: 1,
+                to: hq.vv().get(&hq_id),
+            },
+            usize::MAX,
+        )
+        .unwrap();
+    assert!(b.store.ingest(hq_feed).unwrap().rejected.is_empty());
+
+    let report = b.sync(&from_till);
+    assert!(
+        matches!(skipped(&report, &from_till, &segment_of(&from_till, a_id, 1, 5)), Some(SkipReason::Refused(r)) if r.contains("revoked") && r.contains("0 applied")),
+        "{:?}",
+        reasons(&report)
+    );
+    assert_eq!(
+        b.vv().get(&a_id),
+        0,
+        "no entry vouched for only by a refused one"
+    );
+    b.store.verify_views().unwrap();
+
+    hq.sync(&from_hq);
+    b.sync(&from_hq);
+    assert_eq!(
+        b.vv().get(&a_id),
+        3,
+        "HQ's copy is signed at the revocation"
+    );
+    b.store.verify_views().unwrap();
+}
+
+#[test]
 fn a_small_budget_writes_part_and_later_syncs_go_on_from_there() {
     let tmp = tempfile::tempdir().unwrap();
     let (hq, a, _b) = network(tmp.path());
