@@ -133,6 +133,12 @@ enum Command {
         #[command(subcommand)]
         command: cardmesh_node::hq::cli::ReportCommand,
     },
+    /// At HQ: sites, terminals, operators, limits, products and prices (the network
+    /// registry and price book every node gets by sync).
+    Registry {
+        #[command(subcommand)]
+        command: cardmesh_node::hq::cli::RegistryCommand,
+    },
     /// At HQ: merchants and clearing runs (clearing file + settlement entries).
     Settle {
         #[command(subcommand)]
@@ -542,6 +548,7 @@ fn main() -> Result<()> {
         Command::Keys { command } => keys_command(command)?,
         Command::Report { command } => cardmesh_node::hq::cli::report_command(command)?,
         Command::Settle { command } => cardmesh_node::hq::cli::settle_command(command)?,
+        Command::Registry { command } => cardmesh_node::hq::cli::registry_command(command)?,
         Command::Sync { command } => sync_command(command)?,
         Command::Run {
             data,

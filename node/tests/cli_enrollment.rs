@@ -139,6 +139,113 @@ fn hq_alone_revokes_an_enrolled_node_once_and_says_why() {
 }
 
 #[test]
+fn hq_registers_a_shop_its_terminal_operator_and_prices_and_the_shop_logs_in_after_a_stick() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hq, shop) = network(tmp.path());
+    let registry = |args: &[&str], data: &Path| {
+        let mut all = vec!["registry"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--data", p(data)]);
+        all.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let refused = |args: Vec<String>| fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let shop_site = ["site", "shop-1", "--name", "Shop 1", "--merchant", "main"];
+
+    let err = refused(registry(&shop_site, &hq));
+    assert!(err.contains("no merchant 'main'"), "{err}");
+    ok(&[
+        "settle",
+        "merchant",
+        "main",
+        "--name",
+        "Main",
+        "--cycle",
+        "daily",
+        "--fee-bp",
+        "60",
+        "--data",
+        p(&hq),
+    ]);
+    let err = refused(registry(&shop_site, &shop));
+    assert!(err.contains("only HQ"), "{err}");
+    run(registry(&shop_site, &hq));
+    run(registry(
+        &["site", "hq", "--name", "Head office", "--merchant", "main"],
+        &hq,
+    ));
+    let err = refused(registry(
+        &["terminal", "000000000201", "--site", "shop-9"],
+        &hq,
+    ));
+    assert!(err.contains("site shop-9 is not registered"), "{err}");
+    run(registry(
+        &["terminal", "000000000201", "--site", "shop-1"],
+        &hq,
+    ));
+    let cashier = [
+        "operator", "cash-1", "--name", "Li Na", "--role", "cashier", "--site", "shop-1",
+    ];
+    let err = refused(registry(&cashier, &hq));
+    assert!(err.contains("give a PIN"), "{err}");
+    let err = refused(registry(&[&cashier[..], &["--pin", "12"]].concat(), &hq));
+    assert!(err.contains("4 to 12 digits"), "{err}");
+    let err = refused(registry(
+        &[
+            "operator", "cash-1", "--name", "Li Na", "--role", "boss", "--site", "shop-1", "--pin",
+            "1111",
+        ],
+        &hq,
+    ));
+    assert!(err.contains("unknown operator role 'boss'"), "{err}");
+    run(registry(&[&cashier[..], &["--pin", "1111"]].concat(), &hq));
+    let err = refused(registry(&["price", "cola", "3"], &hq));
+    assert!(
+        err.contains("product cola is not in the price book"),
+        "{err}"
+    );
+    run(registry(
+        &["product", "cola", "--name", "Cola 330ml", "--unit", "pc"],
+        &hq,
+    ));
+    run(registry(&["price", "cola", "3"], &hq));
+    let err = refused(registry(
+        &["limits", "--anonymous-max-balance", "9000"],
+        &hq,
+    ));
+    assert!(err.contains("anonymous card may not hold more"), "{err}");
+    run(registry(&["limits", "--pin-above", "100"], &hq));
+    let shown = run(registry(&["show"], &hq));
+    for line in [
+        "shop-1       Shop 1",
+        "000000000201  shop-1",
+        "cash-1       Li Na                cashier   shop-1       PIN set",
+        "PIN above 100.00",
+        "cola         Cola 330ml           pc     3.00",
+    ] {
+        assert!(shown.contains(line), "{line:?} in {shown}");
+    }
+    assert!(!shown.contains("1111"), "a PIN is never shown: {shown}");
+
+    let stick = tmp.path().join("stick");
+    fs::create_dir(&stick).unwrap();
+    ok(&["sync", "usb", p(&stick), "--data", p(&hq)]);
+    ok(&["sync", "usb", p(&stick), "--data", p(&shop)]);
+    assert_eq!(run(registry(&["show"], &shop)), shown);
+    let pos = |args: &[&str]| {
+        let mut all = vec!["pos", "--data", p(&shop), "--terminal", "000000000201"];
+        all.extend_from_slice(args);
+        all.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let err = refused(pos(&["login", "cash-1", "--pin", "1112"]));
+    assert!(err.contains("PIN"), "{err}");
+    let out = run(pos(&["login", "cash-1", "--pin", "1111"]));
+    assert!(out.contains("cash-1"), "{out}");
+    ok(&["check", "--data", p(&hq)]);
+    ok(&["check", "--data", p(&shop)]);
+}
+
+#[test]
 fn a_node_refuses_to_start_with_a_key_others_can_read() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, shop) = network(tmp.path());

@@ -1,8 +1,9 @@
-//! `cardmesh report …` and `cardmesh settle …`: argument structs and their handlers. The
-//! binary's `main` only names these commands and calls `report_command` /
-//! `settle_command`.
+//! `cardmesh report …`, `cardmesh settle …` and `cardmesh registry …`: argument structs
+//! and their handlers. The binary's `main` only names these commands and calls
+//! `report_command` / `settle_command` / `registry_command`.
 
 use super::audit;
+use super::registry;
 use super::report::{self, By, Format, Span};
 use super::settle::{self, Selection};
 use super::{HqError, access, audit::AuditReport};
@@ -11,9 +12,12 @@ use crate::keys;
 use crate::store::{Clock, Store, SystemClock};
 use anyhow::{Context, Result};
 use cardmesh_model::docs::DocName;
+use cardmesh_model::docs::network::{OperatorInfo, SiteInfo};
+use cardmesh_model::docs::pricebook::Product;
+use cardmesh_model::money::Money;
 use cardmesh_model::report::{Scope, locks};
 use cardmesh_model::settlement::{Cycle, MerchantTerms, Period};
-use cardmesh_model::{BusinessDay, MerchantId, OperatorId};
+use cardmesh_model::{BusinessDay, CardAsn, MerchantId, OperatorId, ProductId, SiteId, TerminalId};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -421,4 +425,211 @@ fn print_run(run: &settle::ClearingRun) {
         Some(f) => println!("clearing file written to {}", f.display()),
         None => println!("nothing to settle"),
     }
+}
+
+/// At HQ: the network registry (sites, terminals, operators, limits) and the network
+/// price book, which every node receives by sync.
+#[derive(Subcommand)]
+pub enum RegistryCommand {
+    /// Add or change a site: its name, merchant and time zone.
+    Site {
+        id: SiteId,
+        #[arg(long)]
+        name: String,
+        /// The merchant it settles with (`cardmesh settle merchant`).
+        #[arg(long)]
+        merchant: MerchantId,
+        /// Minutes east of UTC: 480 for China.
+        #[arg(long, default_value_t = 480, allow_hyphen_values = true)]
+        utc_offset_min: i32,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+    /// Register a terminal (12 digits, as on the card's records) to a site, or move it.
+    Terminal {
+        id: TerminalId,
+        #[arg(long)]
+        site: SiteId,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+    /// Add or change an operator: name, role and site; the PIN they log in with and
+    /// their operator card.
+    Operator {
+        id: OperatorId,
+        #[arg(long)]
+        name: String,
+        /// cashier, manager, finance, card-desk or admin.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        site: SiteId,
+        /// 4 to 12 digits; the registry keeps only a keyed hash of it.
+        #[arg(long)]
+        pin: Option<String>,
+        /// The card number of their operator card.
+        #[arg(long)]
+        card: Option<CardAsn>,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+    /// Set the limits every node enforces, in yuan; those not given stay as they are.
+    Limits {
+        #[arg(long)]
+        anonymous_max_balance: Option<Money>,
+        #[arg(long)]
+        named_max_balance: Option<Money>,
+        /// A purchase above this asks for the card's PIN.
+        #[arg(long)]
+        pin_above: Option<Money>,
+        #[arg(long)]
+        max_per_transaction: Option<Money>,
+        #[arg(long)]
+        max_per_card_per_day: Option<Money>,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+    /// Add or change a product of the network price book.
+    Product {
+        id: ProductId,
+        #[arg(long)]
+        name: String,
+        /// What a quantity of 1 is: pc, L, ticket.
+        #[arg(long)]
+        unit: String,
+        /// Sites may set their own price for it.
+        #[arg(long)]
+        site_override: bool,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+    /// Schedule a product's network price (yuan): now, or from a day's midnight at HQ.
+    Price {
+        id: ProductId,
+        price: Money,
+        /// "now" or a day (2026-12-01).
+        #[arg(long, default_value = "now")]
+        from: String,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+    /// Show the registry, the limits and the products with today's prices.
+    Show {
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+}
+
+pub fn registry_command(command: RegistryCommand) -> Result<()> {
+    match command {
+        RegistryCommand::Site {
+            id,
+            name,
+            merchant,
+            utc_offset_min,
+            data,
+        } => {
+            let info = SiteInfo {
+                name,
+                merchant,
+                utc_offset_min,
+            };
+            registry::set_site(&open(&data)?, &id, &info)?;
+            println!("site {id}: {} of merchant {}", info.name, info.merchant);
+        }
+        RegistryCommand::Terminal { id, site, data } => {
+            match registry::set_terminal(&open(&data)?, &id, &site)? {
+                Some(was) if was != site => println!("terminal {id} moved from {was} to {site}"),
+                _ => println!("terminal {id} at site {site}"),
+            }
+        }
+        RegistryCommand::Operator {
+            id,
+            name,
+            role,
+            site,
+            pin,
+            card,
+            data,
+        } => {
+            let info = OperatorInfo { name, role, site };
+            registry::set_operator(&open(&data)?, &id, &info, pin.as_deref(), card.as_ref())?;
+            println!(
+                "operator {id}: {} ({}) at site {}",
+                info.name, info.role, info.site
+            );
+        }
+        RegistryCommand::Limits {
+            anonymous_max_balance,
+            named_max_balance,
+            pin_above,
+            max_per_transaction,
+            max_per_card_per_day,
+            data,
+        } => {
+            let store = open(&data)?;
+            let mut l = report::registry(&store)?.limits;
+            let given = [
+                (&mut l.anonymous_max_balance, anonymous_max_balance),
+                (&mut l.named_max_balance, named_max_balance),
+                (&mut l.pin_above, pin_above),
+                (&mut l.max_per_transaction, max_per_transaction),
+                (&mut l.max_per_card_per_day, max_per_card_per_day),
+            ];
+            for (limit, new) in given {
+                if let Some(new) = new {
+                    *limit = new;
+                }
+            }
+            registry::set_limits(&store, &l)?;
+            println!("limits set; every node enforces them once it has synced");
+        }
+        RegistryCommand::Product {
+            id,
+            name,
+            unit,
+            site_override,
+            data,
+        } => {
+            let p = Product {
+                name,
+                unit,
+                site_override,
+            };
+            registry::set_product(&open(&data)?, &id, &p)?;
+            println!(
+                "product {id}: {} per {}; give it a price with `cardmesh registry price`",
+                p.name, p.unit
+            );
+        }
+        RegistryCommand::Price {
+            id,
+            price,
+            from,
+            data,
+        } => {
+            let store = open(&data)?;
+            let now = now_ms();
+            let offset = crate::console::utc_offset(&store, &store.own_certificate().site)?;
+            let at = crate::console::price_from(&from, now, offset).map_err(anyhow::Error::msg)?;
+            registry::schedule_price(&store, &id, at, price)?;
+            println!(
+                "{id} costs {price} from {}",
+                crate::console::local_time(at, offset)
+            );
+        }
+        RegistryCommand::Show { data } => {
+            let store = open(&data)?;
+            let reg = report::registry(&store)?;
+            print!(
+                "{}",
+                registry::render(&reg, &registry::price_book(&store)?, now_ms())
+            );
+        }
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(clock().now_ms()).unwrap_or(i64::MAX)
 }

@@ -2,13 +2,15 @@
 //! answers clones, balance breaks and bad TACs with a network-wide block (`audit`);
 //! reports read from the store's incremental report rows (`report`); clearing runs with
 //! merchants (`settle`); the verifier that runs the audit by itself after every batch
-//! that arrives (`watch`); and the `cardmesh report` / `cardmesh settle` commands (`cli`).
+//! that arrives (`watch`); the network registry and price book HQ keeps (`registry`);
+//! and the `cardmesh report` / `settle` / `registry` commands (`cli`).
 //! The arithmetic and the folds are the model's (`cardmesh_model::report`,
 //! `cardmesh_model::settlement`); this module reads the store and writes files.
 
 pub mod access;
 pub mod audit;
 pub mod cli;
+pub mod registry;
 pub mod report;
 pub mod settle;
 pub mod watch;
@@ -55,4 +57,6 @@ pub enum HqError {
     NotPermitted(String, MerchantId),
     #[error("wrong PIN for operator {0}, or no PIN set for them in the network registry")]
     BadPin(cardmesh_model::OperatorId),
+    #[error(transparent)]
+    Registry(#[from] registry::Refusal),
 }

@@ -1,0 +1,386 @@
+//! The network registry and the network price book as HQ keeps them: sites, terminals,
+//! operators, limits, products and network prices. Every node reads them (the POS logs
+//! operators in at terminals registered to its site, prices baskets and enforces the
+//! limits); only HQ writes them, as document changes that spread like any entry. The
+//! checks are pure functions of the documents as they stand (`check_*`); each `set_*`
+//! reads them, checks, and writes one change.
+
+use super::HqError;
+use super::report::registry;
+use crate::pos::operators::{OperatorRole, pin_verifier};
+use crate::store::Store;
+use cardmesh_model::docs::network::{self, Limits, NetworkRegistry, OperatorInfo, SiteInfo};
+use cardmesh_model::docs::pricebook::{self, PriceBook, Product};
+use cardmesh_model::docs::{DocName, merchants};
+use cardmesh_model::money::Money;
+use cardmesh_model::{CardAsn, OperatorId, ProductId, Role, SiteId, TerminalId};
+
+/// Minutes east of UTC that a site's clock may be: UTC-12:00 to UTC+14:00.
+const UTC_OFFSETS: std::ops::RangeInclusive<i32> = -720..=840;
+/// Operator PINs are typed on a keypad: digits, and no shorter than a card's.
+const PIN_DIGITS: std::ops::RangeInclusive<usize> = 4..=12;
+
+/// Why HQ's change to the registry or the price book is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    #[error(
+        "UTC offset {0} min is not a time zone: give minutes east of UTC, -720 to 840 (480 for China)"
+    )]
+    BadOffset(i32),
+    #[error("site {0} is not registered: add it first with `cardmesh registry site`")]
+    UnknownSite(SiteId),
+    #[error("{0}")]
+    BadRole(String),
+    #[error("an operator PIN is 4 to 12 digits")]
+    BadPin,
+    #[error("operator {0} is new: give a PIN (--pin) or an operator card (--card) to log in with")]
+    NoLogin(OperatorId),
+    #[error("card {card} is already operator {holder}'s operator card")]
+    CardTaken { card: CardAsn, holder: OperatorId },
+    #[error("limits: {0}")]
+    BadLimits(&'static str),
+    #[error("product {0} is not in the price book: add it first with `cardmesh registry product`")]
+    UnknownProduct(ProductId),
+    #[error("a price must be more than zero")]
+    BadPrice,
+}
+
+pub fn check_site(info: &SiteInfo) -> Result<(), Refusal> {
+    if info.name.trim().is_empty() {
+        return Err(Refusal::Empty("a site's name"));
+    }
+    if !UTC_OFFSETS.contains(&info.utc_offset_min) {
+        return Err(Refusal::BadOffset(info.utc_offset_min));
+    }
+    Ok(())
+}
+
+pub fn check_operator(
+    reg: &NetworkRegistry,
+    id: &OperatorId,
+    info: &OperatorInfo,
+    pin: Option<&str>,
+    card: Option<&CardAsn>,
+) -> Result<(), Refusal> {
+    if info.name.trim().is_empty() {
+        return Err(Refusal::Empty("an operator's name"));
+    }
+    info.role
+        .parse::<OperatorRole>()
+        .map_err(Refusal::BadRole)?;
+    known_site(reg, &info.site)?;
+    if !reg.operators.contains_key(id) && pin.is_none() && card.is_none() {
+        return Err(Refusal::NoLogin(id.clone()));
+    }
+    if let Some(pin) = pin
+        && !(PIN_DIGITS.contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(Refusal::BadPin);
+    }
+    if let Some(card) = card
+        && let Some(holder) = reg.operator_cards.get(card)
+        && holder != id
+    {
+        return Err(Refusal::CardTaken {
+            card: *card,
+            holder: holder.clone(),
+        });
+    }
+    Ok(())
+}
+
+pub fn check_limits(l: &Limits) -> Result<(), Refusal> {
+    let all = [
+        l.anonymous_max_balance,
+        l.named_max_balance,
+        l.pin_above,
+        l.max_per_transaction,
+        l.max_per_card_per_day,
+    ];
+    if all.iter().any(|m| m.fen() <= 0) {
+        return Err(Refusal::BadLimits("every limit must be more than zero"));
+    }
+    if l.anonymous_max_balance > l.named_max_balance {
+        return Err(Refusal::BadLimits(
+            "an anonymous card may not hold more than a named one",
+        ));
+    }
+    if l.max_per_transaction > l.max_per_card_per_day {
+        return Err(Refusal::BadLimits(
+            "one transaction may not exceed a card's daily limit",
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_product(p: &Product) -> Result<(), Refusal> {
+    if p.name.trim().is_empty() {
+        return Err(Refusal::Empty("a product's name"));
+    }
+    if p.unit.trim().is_empty() {
+        return Err(Refusal::Empty("a product's unit"));
+    }
+    Ok(())
+}
+
+pub fn check_price(book: &PriceBook, id: &ProductId, price: Money) -> Result<(), Refusal> {
+    if !book.products.contains_key(id) {
+        return Err(Refusal::UnknownProduct(id.clone()));
+    }
+    if price.fen() <= 0 {
+        return Err(Refusal::BadPrice);
+    }
+    Ok(())
+}
+
+pub fn known_site(reg: &NetworkRegistry, site: &SiteId) -> Result<(), Refusal> {
+    if reg.sites.contains_key(site) {
+        Ok(())
+    } else {
+        Err(Refusal::UnknownSite(site.clone()))
+    }
+}
+
+fn hq_only(store: &Store) -> Result<(), HqError> {
+    match store.own_certificate().role {
+        Role::Hq => Ok(()),
+        role => Err(HqError::NotHq(role)),
+    }
+}
+
+/// The network price book as this node has it.
+pub fn price_book(store: &Store) -> Result<PriceBook, HqError> {
+    Ok(store
+        .doc(&DocName::PriceBook)?
+        .map(|d| pricebook::read(&d))
+        .unwrap_or_default())
+}
+
+/// Adds or changes a site: its name, merchant and time zone.
+pub fn set_site(store: &Store, id: &SiteId, info: &SiteInfo) -> Result<(), HqError> {
+    hq_only(store)?;
+    check_site(info)?;
+    let known = store
+        .doc(&DocName::Network)?
+        .is_some_and(|d| merchants::read(&d).contains_key(&info.merchant));
+    if !known {
+        return Err(HqError::UnknownMerchant(info.merchant.clone()));
+    }
+    store.edit_doc(DocName::Network, |d| network::set_site(d, id, info))?;
+    Ok(())
+}
+
+/// Registers a terminal to a site (or moves it there). Returns the site it was at.
+pub fn set_terminal(
+    store: &Store,
+    terminal: &TerminalId,
+    site: &SiteId,
+) -> Result<Option<SiteId>, HqError> {
+    hq_only(store)?;
+    let reg = registry(store)?;
+    known_site(&reg, site)?;
+    store.edit_doc(DocName::Network, |d| {
+        network::set_terminal(d, terminal, site)
+    })?;
+    Ok(reg.terminals.get(terminal).cloned())
+}
+
+/// Adds or changes an operator; with `pin`, sets the PIN they log in with (the registry
+/// keeps only its verifier), with `card`, gives them that operator card.
+pub fn set_operator(
+    store: &Store,
+    id: &OperatorId,
+    info: &OperatorInfo,
+    pin: Option<&str>,
+    card: Option<&CardAsn>,
+) -> Result<(), HqError> {
+    hq_only(store)?;
+    check_operator(&registry(store)?, id, info, pin, card)?;
+    store.edit_doc(DocName::Network, |d| {
+        network::set_operator(d, id, info)?;
+        if let Some(pin) = pin {
+            network::set_operator_pin(d, id, &pin_verifier(id, pin))?;
+        }
+        if let Some(card) = card {
+            network::set_operator_card(d, id, card)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Replaces the limits every node enforces.
+pub fn set_limits(store: &Store, limits: &Limits) -> Result<(), HqError> {
+    hq_only(store)?;
+    check_limits(limits)?;
+    store.edit_doc(DocName::Network, |d| network::set_limits(d, limits))?;
+    Ok(())
+}
+
+/// Adds or changes a product of the network price book.
+pub fn set_product(store: &Store, id: &ProductId, p: &Product) -> Result<(), HqError> {
+    hq_only(store)?;
+    check_product(p)?;
+    store.edit_doc(DocName::PriceBook, |d| pricebook::set_product(d, id, p))?;
+    Ok(())
+}
+
+/// Schedules a network price for a product from `from_ms` on.
+pub fn schedule_price(
+    store: &Store,
+    id: &ProductId,
+    from_ms: i64,
+    price: Money,
+) -> Result<(), HqError> {
+    hq_only(store)?;
+    check_price(&price_book(store)?, id, price)?;
+    store.edit_doc(DocName::PriceBook, |d| {
+        pricebook::schedule_price(d, id, from_ms, price)
+    })?;
+    Ok(())
+}
+
+/// The registry and the network price book as `cardmesh registry show` prints them, with
+/// each product's price in force at `now_ms`. Shows whether an operator has a PIN, never
+/// its verifier.
+pub fn render(reg: &NetworkRegistry, book: &PriceBook, now_ms: i64) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("sites\n");
+    for (id, s) in &reg.sites {
+        let (sign, m) = if s.utc_offset_min < 0 {
+            ('-', -s.utc_offset_min)
+        } else {
+            ('+', s.utc_offset_min)
+        };
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<20} merchant {:<10} UTC{sign}{:02}:{:02}",
+            id.as_str(),
+            s.name,
+            s.merchant.as_str(),
+            m / 60,
+            m % 60
+        );
+    }
+    out.push_str("terminals\n");
+    for (t, site) in &reg.terminals {
+        let _ = writeln!(out, "  {t}  {site}");
+    }
+    out.push_str("operators\n");
+    for (id, o) in &reg.operators {
+        let pin = if reg.operator_pins.contains_key(id) {
+            "PIN set"
+        } else {
+            "no PIN"
+        };
+        let cards: Vec<String> = reg
+            .operator_cards
+            .iter()
+            .filter(|(_, holder)| *holder == id)
+            .map(|(card, _)| format!(", card {card}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<20} {:<9} {:<12} {pin}{}",
+            id.as_str(),
+            o.name,
+            o.role,
+            o.site.as_str(),
+            cards.concat()
+        );
+    }
+    let l = &reg.limits;
+    let _ = writeln!(
+        out,
+        "limits\n  anonymous card balance {}, named card balance {}, PIN above {}, per transaction {}, per card per day {}",
+        l.anonymous_max_balance,
+        l.named_max_balance,
+        l.pin_above,
+        l.max_per_transaction,
+        l.max_per_card_per_day
+    );
+    out.push_str("products\n");
+    for (id, p) in &book.products {
+        let price = match book.prices.at(id, now_ms) {
+            Some((_, price)) => price.to_string(),
+            None => "no price yet".into(),
+        };
+        let own = if p.site_override {
+            ", sites may set their own"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<20} {:<6} {price}{own}",
+            id.as_str(),
+            p.name,
+            p.unit
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry_with_shop() -> NetworkRegistry {
+        let mut reg = NetworkRegistry::default();
+        let site: SiteId = "shop-1".parse().unwrap();
+        reg.sites.insert(
+            site,
+            SiteInfo {
+                name: "Shop 1".into(),
+                merchant: "main".parse().unwrap(),
+                utc_offset_min: 480,
+            },
+        );
+        reg
+    }
+
+    fn cashier() -> OperatorInfo {
+        OperatorInfo {
+            name: "Li Na".into(),
+            role: "cashier".into(),
+            site: "shop-1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_operator_card_belongs_to_one_operator() {
+        let mut reg = registry_with_shop();
+        let card: CardAsn = "1000000000000003".parse().unwrap();
+        let (li, wang): (OperatorId, OperatorId) = ("li".parse().unwrap(), "wang".parse().unwrap());
+        reg.operators.insert(li.clone(), cashier());
+        reg.operator_cards.insert(card, li.clone());
+        assert!(check_operator(&reg, &li, &cashier(), None, Some(&card)).is_ok());
+        assert!(matches!(
+            check_operator(&reg, &wang, &cashier(), None, Some(&card)),
+            Err(Refusal::CardTaken { holder, .. }) if holder == li
+        ));
+        assert!(check_operator(&reg, &li, &cashier(), Some("12345a"), None).is_err());
+        assert!(check_operator(&reg, &li, &cashier(), Some("123456"), None).is_ok());
+    }
+
+    #[test]
+    fn limits_and_time_zones_must_make_sense() {
+        assert!(check_limits(&Limits::default()).is_ok());
+        let too_much_per_sale = Limits {
+            max_per_transaction: Money::from_fen(600_000),
+            ..Limits::default()
+        };
+        assert!(check_limits(&too_much_per_sale).is_err());
+        let free = Limits {
+            pin_above: Money::from_fen(0),
+            ..Limits::default()
+        };
+        assert!(check_limits(&free).is_err());
+        let mut site = registry_with_shop().sites.into_values().next().unwrap();
+        assert!(check_site(&site).is_ok());
+        site.utc_offset_min = 900;
+        assert!(matches!(check_site(&site), Err(Refusal::BadOffset(900))));
+    }
+}
