@@ -139,7 +139,7 @@ fn hq_alone_revokes_an_enrolled_node_once_and_says_why() {
 }
 
 #[test]
-fn hq_registers_a_shop_its_terminal_operator_and_prices_and_the_shop_logs_in_after_a_stick() {
+fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
     let tmp = tempfile::tempdir().unwrap();
     let (hq, shop) = network(tmp.path());
     let registry = |args: &[&str], data: &Path| {
@@ -216,6 +216,7 @@ fn hq_registers_a_shop_its_terminal_operator_and_prices_and_the_shop_logs_in_aft
     assert!(err.contains("anonymous card may not hold more"), "{err}");
     run(registry(&["limits", "--pin-above", "100"], &hq));
     let shown = run(registry(&["show"], &hq));
+    assert!(!shown.contains("1111"), "a PIN is never shown: {shown}");
     for line in [
         "shop-1       Shop 1",
         "000000000201  shop-1",
@@ -225,22 +226,105 @@ fn hq_registers_a_shop_its_terminal_operator_and_prices_and_the_shop_logs_in_aft
     ] {
         assert!(shown.contains(line), "{line:?} in {shown}");
     }
-    assert!(!shown.contains("1111"), "a PIN is never shown: {shown}");
+
+    // Card keys, and a card made, sold and loaded at HQ's desk.
+    let (a, b) = (tmp.path().join("a.txt"), tmp.path().join("b.txt"));
+    fs::write(&a, "00112233445566778899AABBCCDDEEFF\n").unwrap();
+    fs::write(&b, "FFEEDDCCBBAA99887766554433221100\n").unwrap();
+    ok(&[
+        "keys",
+        "ceremony",
+        "--data",
+        p(&hq),
+        "--component-files",
+        p(&a),
+        p(&b),
+    ]);
+    let keys = tmp.path().join("shop.cmkeys");
+    let shop_id = node_id(&shop);
+    ok(&[
+        "keys",
+        "export",
+        "--for",
+        &shop_id,
+        "--data",
+        p(&hq),
+        "--out",
+        p(&keys),
+    ]);
+    ok(&["keys", "import", p(&keys), "--data", p(&shop)]);
+    run(registry(&["terminal", "000000000001", "--site", "hq"], &hq));
+    run(registry(
+        &[
+            "operator", "admin-1", "--name", "Admin", "--role", "admin", "--site", "hq", "--pin",
+            "9999",
+        ],
+        &hq,
+    ));
+    let (batch, card) = (tmp.path().join("batch.key"), tmp.path().join("new.card"));
+    fs::write(&batch, "0123456789ABCDEFFEDCBA9876543210\n").unwrap();
+    ok(&["keys", "import-transport", p(&batch), "--data", p(&hq)]);
+    ok(&[
+        "blank-card",
+        p(&card),
+        "--serial",
+        "C0FFEE0000000001",
+        "--transport-key",
+        p(&batch),
+    ]);
+    let pos = |data: &Path, terminal: &str, args: &[&str]| {
+        let mut all = vec!["pos", "--data", p(data), "--terminal", terminal];
+        all.extend_from_slice(args);
+        all.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let desk = |args: &[&str]| pos(&hq, "000000000001", args);
+    run(desk(&["login", "admin-1", "--pin", "9999"]));
+    run(desk(&[
+        "personalize",
+        "--card-file",
+        p(&card),
+        "--expiry",
+        "2031-12-31",
+        "--class",
+        "standard",
+        "--pin",
+        "123456",
+    ]));
+    run(desk(&["issue", "--card-file", p(&card)]));
+    run(desk(&[
+        "load",
+        "--amount",
+        "100",
+        "--pin",
+        "123456",
+        "--card-file",
+        p(&card),
+    ]));
 
     let stick = tmp.path().join("stick");
     fs::create_dir(&stick).unwrap();
     ok(&["sync", "usb", p(&stick), "--data", p(&hq)]);
     ok(&["sync", "usb", p(&stick), "--data", p(&shop)]);
-    assert_eq!(run(registry(&["show"], &shop)), shown);
-    let pos = |args: &[&str]| {
-        let mut all = vec!["pos", "--data", p(&shop), "--terminal", "000000000201"];
-        all.extend_from_slice(args);
-        all.iter().map(|a| a.to_string()).collect::<Vec<_>>()
-    };
-    let err = refused(pos(&["login", "cash-1", "--pin", "1112"]));
+    assert_eq!(
+        run(registry(&["show"], &shop)),
+        run(registry(&["show"], &hq))
+    );
+    let till = |args: &[&str]| pos(&shop, "000000000201", args);
+    let err = refused(till(&["login", "cash-1", "--pin", "1112"]));
     assert!(err.contains("PIN"), "{err}");
-    let out = run(pos(&["login", "cash-1", "--pin", "1111"]));
+    let out = run(till(&["login", "cash-1", "--pin", "1111"]));
     assert!(out.contains("cash-1"), "{out}");
+    let sale = run(till(&[
+        "purchase",
+        "--item",
+        "cola:2",
+        "--card-file",
+        p(&card),
+    ]));
+    assert!(
+        sale.contains("cola x 2 @ 3.00") && sale.contains("balance 100.00 -> 94.00"),
+        "{sale}"
+    );
     ok(&["check", "--data", p(&hq)]);
     ok(&["check", "--data", p(&shop)]);
 }
@@ -340,11 +424,7 @@ fn the_key_ceremony_shows_check_values_runs_once_and_hands_out_role_keys() {
     ]);
     assert!(err.contains("can never be changed"), "{err}");
 
-    let shop_id = ok(&["status", "--data", p(&shop)])
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let shop_id = node_id(&shop);
     let pkg = tmp.path().join("shop.cmkeys");
     ok(&[
         "keys",
