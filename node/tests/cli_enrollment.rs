@@ -210,6 +210,22 @@ fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
     ));
     run(registry(&["price", "cola", "3"], &hq));
     let err = refused(registry(
+        &[
+            "discount",
+            "standard",
+            "--from",
+            "7:00",
+            "--paid-percent",
+            "90",
+        ],
+        &hq,
+    ));
+    assert!(err.contains("'7:00' is not a time of day"), "{err}");
+    run(registry(
+        &["discount", "standard", "--paid-percent", "90"],
+        &hq,
+    ));
+    let err = refused(registry(
         &["limits", "--anonymous-max-balance", "9000"],
         &hq,
     ));
@@ -223,6 +239,7 @@ fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
         "cash-1       Li Na                cashier   shop-1       PIN set",
         "PIN above 100.00",
         "cola         Cola 330ml           pc     3.00",
+        "standard     all day              pays 90%",
     ] {
         assert!(shown.contains(line), "{line:?} in {shown}");
     }
@@ -322,7 +339,7 @@ fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
         p(&card),
     ]));
     assert!(
-        sale.contains("cola x 2 @ 3.00") && sale.contains("balance 100.00 -> 94.00"),
+        sale.contains("cola x 2 @ 3.00 (90%) = 5.40") && sale.contains("balance 100.00 -> 94.60"),
         "{sale}"
     );
     ok(&["check", "--data", p(&hq)]);

@@ -12,12 +12,15 @@ use crate::keys;
 use crate::store::{Clock, Store, SystemClock};
 use anyhow::{Context, Result};
 use cardmesh_model::docs::DocName;
+use cardmesh_model::docs::discounts::TimeSlot;
 use cardmesh_model::docs::network::{OperatorInfo, SiteInfo};
 use cardmesh_model::docs::pricebook::Product;
 use cardmesh_model::money::Money;
 use cardmesh_model::report::{Scope, locks};
 use cardmesh_model::settlement::{Cycle, MerchantTerms, Period};
-use cardmesh_model::{BusinessDay, CardAsn, MerchantId, OperatorId, ProductId, SiteId, TerminalId};
+use cardmesh_model::{
+    BusinessDay, CardAsn, MemberClass, MerchantId, OperatorId, ProductId, SiteId, TerminalId,
+};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -513,7 +516,32 @@ pub enum RegistryCommand {
         #[arg(long, default_value = "cardmesh-data")]
         data: PathBuf,
     },
-    /// Show the registry, the limits and the products with today's prices.
+    /// Set the share of the list price a member class pays in a slot of the local day
+    /// (--from 22:00 --to 06:00 crosses midnight; the same time twice is all day), or
+    /// remove that rule. Where slots overlap, the lowest share counts.
+    Discount {
+        class: MemberClass,
+        #[arg(long, default_value = "00:00")]
+        from: String,
+        #[arg(long, default_value = "00:00")]
+        to: String,
+        /// Percent of the list price paid, 1 to 100 (90 = 10% off).
+        #[arg(long, required_unless_present = "remove", conflicts_with = "remove")]
+        paid_percent: Option<u8>,
+        #[arg(long)]
+        remove: bool,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+    /// Set the loyalty points a member class earns per yuan spent.
+    Points {
+        class: MemberClass,
+        per_yuan: u32,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
+    /// Show the registry, the limits, the products with today's prices and the
+    /// discounts.
     Show {
         #[arg(long, default_value = "cardmesh-data")]
         data: PathBuf,
@@ -618,13 +646,39 @@ pub fn registry_command(command: RegistryCommand) -> Result<()> {
                 crate::console::local_time(at, offset)
             );
         }
+        RegistryCommand::Discount {
+            class,
+            from,
+            to,
+            paid_percent,
+            remove: _,
+            data,
+        } => {
+            let slot = TimeSlot {
+                start_min: registry::minute_of_day(&from)?,
+                end_min: registry::minute_of_day(&to)?,
+            };
+            registry::set_discount(&open(&data)?, &class, slot, paid_percent)?;
+            let when = registry::slot_text(slot);
+            match paid_percent {
+                Some(pct) => println!("class {class} pays {pct}% of the list price, {when}"),
+                None => println!("class {class}: no discount {when} any more"),
+            }
+        }
+        RegistryCommand::Points {
+            class,
+            per_yuan,
+            data,
+        } => {
+            registry::set_points(&open(&data)?, &class, per_yuan)?;
+            println!("class {class} earns {per_yuan} points per yuan");
+        }
         RegistryCommand::Show { data } => {
             let store = open(&data)?;
             let reg = report::registry(&store)?;
-            print!(
-                "{}",
-                registry::render(&reg, &registry::price_book(&store)?, now_ms())
-            );
+            let book = registry::price_book(&store)?;
+            let offers = registry::discount_rules(&store)?;
+            print!("{}", registry::render(&reg, &book, &offers, now_ms()));
         }
     }
     Ok(())

@@ -9,11 +9,12 @@ use super::HqError;
 use super::report::registry;
 use crate::pos::operators::{OperatorRole, pin_verifier};
 use crate::store::Store;
+use cardmesh_model::docs::discounts::{self, Discounts, TimeSlot};
 use cardmesh_model::docs::network::{self, Limits, NetworkRegistry, OperatorInfo, SiteInfo};
 use cardmesh_model::docs::pricebook::{self, PriceBook, Product};
 use cardmesh_model::docs::{DocName, merchants};
 use cardmesh_model::money::Money;
-use cardmesh_model::{CardAsn, OperatorId, ProductId, Role, SiteId, TerminalId};
+use cardmesh_model::{CardAsn, MemberClass, OperatorId, ProductId, Role, SiteId, TerminalId};
 
 /// Minutes east of UTC that a site's clock may be: UTC-12:00 to UTC+14:00.
 const UTC_OFFSETS: std::ops::RangeInclusive<i32> = -720..=840;
@@ -45,6 +46,12 @@ pub enum Refusal {
     UnknownProduct(ProductId),
     #[error("a price must be more than zero")]
     BadPrice,
+    #[error("'{0}' is not a time of day: give hh:mm, 00:00 to 23:59")]
+    BadTime(String),
+    #[error("a discounted price is 1 to 100 percent of the list price, not {0}")]
+    BadPercent(u8),
+    #[error("class {class} has no discount for {slot}")]
+    NoSuchDiscount { class: MemberClass, slot: String },
 }
 
 pub fn check_site(info: &SiteInfo) -> Result<(), Refusal> {
@@ -133,6 +140,34 @@ pub fn check_price(book: &PriceBook, id: &ProductId, price: Money) -> Result<(),
         return Err(Refusal::BadPrice);
     }
     Ok(())
+}
+
+/// Minutes since local midnight of a time of day written `hh:mm`.
+pub fn minute_of_day(text: &str) -> Result<u16, Refusal> {
+    let bad = || Refusal::BadTime(text.to_string());
+    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+    let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 || text.len() != 5 {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+/// A time slot as people read it: `22:00-06:00`, or `all day`.
+pub fn slot_text(slot: TimeSlot) -> String {
+    if slot.start_min == slot.end_min {
+        return "all day".into();
+    }
+    let hm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+    format!("{}-{}", hm(slot.start_min), hm(slot.end_min))
+}
+
+pub fn check_discount(paid_percent: u8) -> Result<(), Refusal> {
+    if (1..=100).contains(&paid_percent) {
+        Ok(())
+    } else {
+        Err(Refusal::BadPercent(paid_percent))
+    }
 }
 
 pub fn known_site(reg: &NetworkRegistry, site: &SiteId) -> Result<(), Refusal> {
@@ -242,10 +277,63 @@ pub fn schedule_price(
     Ok(())
 }
 
+/// The discount rules as this node has them.
+pub fn discount_rules(store: &Store) -> Result<Discounts, HqError> {
+    Ok(store
+        .doc(&DocName::Discounts)?
+        .map(|d| discounts::read(&d))
+        .unwrap_or_default())
+}
+
+/// Sets the share of the list price `class` pays in `slot` (of each site's local day),
+/// or with `None` removes that rule.
+pub fn set_discount(
+    store: &Store,
+    class: &MemberClass,
+    slot: TimeSlot,
+    paid_percent: Option<u8>,
+) -> Result<(), HqError> {
+    hq_only(store)?;
+    match paid_percent {
+        Some(pct) => {
+            check_discount(pct)?;
+            store.edit_doc(DocName::Discounts, |d| {
+                discounts::set_rule(d, class, slot, pct)
+            })?;
+        }
+        None => {
+            let held = discount_rules(store)?
+                .rules
+                .get(class)
+                .is_some_and(|r| r.contains_key(&slot));
+            if !held {
+                return Err(Refusal::NoSuchDiscount {
+                    class: class.clone(),
+                    slot: slot_text(slot),
+                }
+                .into());
+            }
+            store.edit_doc(DocName::Discounts, |d| {
+                discounts::remove_rule(d, class, slot)
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets the loyalty points `class` earns per yuan spent.
+pub fn set_points(store: &Store, class: &MemberClass, per_yuan: u32) -> Result<(), HqError> {
+    hq_only(store)?;
+    store.edit_doc(DocName::Discounts, |d| {
+        discounts::set_points(d, class, per_yuan)
+    })?;
+    Ok(())
+}
+
 /// The registry and the network price book as `cardmesh registry show` prints them, with
 /// each product's price in force at `now_ms`. Shows whether an operator has a PIN, never
 /// its verifier.
-pub fn render(reg: &NetworkRegistry, book: &PriceBook, now_ms: i64) -> String {
+pub fn render(reg: &NetworkRegistry, book: &PriceBook, offers: &Discounts, now_ms: i64) -> String {
     use std::fmt::Write;
     let mut out = String::from("sites\n");
     for (id, s) in &reg.sites {
@@ -320,6 +408,20 @@ pub fn render(reg: &NetworkRegistry, book: &PriceBook, now_ms: i64) -> String {
             p.unit
         );
     }
+    out.push_str("discounts\n");
+    for (class, rules) in &offers.rules {
+        for (slot, pct) in rules {
+            let _ = writeln!(
+                out,
+                "  {:<12} {:<20} pays {pct}%",
+                class.to_string(),
+                slot_text(*slot)
+            );
+        }
+    }
+    for (class, points) in &offers.points_per_yuan {
+        let _ = writeln!(out, "  {:<12} {points} points per yuan", class.to_string());
+    }
     out
 }
 
@@ -363,6 +465,29 @@ mod tests {
         ));
         assert!(check_operator(&reg, &li, &cashier(), Some("12345a"), None).is_err());
         assert!(check_operator(&reg, &li, &cashier(), Some("123456"), None).is_ok());
+    }
+
+    #[test]
+    fn times_of_day_are_hh_mm_and_slots_read_back_as_written() {
+        assert_eq!(minute_of_day("00:00").unwrap(), 0);
+        assert_eq!(minute_of_day("22:30").unwrap(), 1350);
+        for bad in ["24:00", "7:00", "07:60", "0700", "07:0a", ""] {
+            assert!(minute_of_day(bad).is_err(), "{bad}");
+        }
+        let night = TimeSlot {
+            start_min: 1320,
+            end_min: 360,
+        };
+        assert_eq!(slot_text(night), "22:00-06:00");
+        assert_eq!(
+            slot_text(TimeSlot {
+                start_min: 60,
+                end_min: 60
+            }),
+            "all day"
+        );
+        assert!(check_discount(0).is_err() && check_discount(101).is_err());
+        assert!(check_discount(100).is_ok());
     }
 
     #[test]
