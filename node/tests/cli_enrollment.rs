@@ -342,6 +342,39 @@ fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
         sale.contains("cola x 2 @ 3.00 (90%) = 5.40") && sale.contains("balance 100.00 -> 94.60"),
         "{sale}"
     );
+
+    // The cashier leaves: once the change reaches the shop, their open session ends at
+    // the next operation and their PIN opens nothing.
+    let err = refused(registry(&["remove-operator", "cash-9"], &hq));
+    assert!(err.contains("there is no operator cash-9"), "{err}");
+    run(registry(&["remove-operator", "cash-1"], &hq));
+    assert!(!run(registry(&["show"], &hq)).contains("cash-1"));
+    ok(&["sync", "usb", p(&stick), "--data", p(&hq)]);
+    ok(&["sync", "usb", p(&stick), "--data", p(&shop)]);
+    let err = refused(till(&[
+        "purchase",
+        "--item",
+        "cola:1",
+        "--card-file",
+        p(&card),
+    ]));
+    assert!(
+        err.contains("operator cash-1 is not in the network registry"),
+        "{err}"
+    );
+    let err = refused(till(&[
+        "purchase",
+        "--item",
+        "cola:1",
+        "--card-file",
+        p(&card),
+    ]));
+    assert!(err.contains("log"), "the session has ended: {err}");
+    let err = refused(till(&["login", "cash-1", "--pin", "1111"]));
+    assert!(
+        err.contains("operator cash-1 is not in the network registry"),
+        "{err}"
+    );
     ok(&["check", "--data", p(&hq)]);
     ok(&["check", "--data", p(&shop)]);
 }

@@ -5,7 +5,7 @@ use super::{as_i64, as_str, scalars};
 use crate::ids::{CardAsn, MerchantId, OperatorId, SiteId, TerminalId};
 use crate::money::Money;
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, AutomergeError, ROOT};
+use automerge::{AutoCommit, AutomergeError, ROOT, ReadDoc};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +105,18 @@ pub fn set_operator_card(
     card: &CardAsn,
 ) -> Result<(), AutomergeError> {
     doc.put(ROOT, format!("operator/{id}/card"), card.to_string())
+}
+
+/// Removes an operator: their record, PIN verifier and operator card, so that they can
+/// no longer log in. What they did stays in the feeds, signed by the node they used.
+pub fn remove_operator(doc: &mut AutoCommit, id: &OperatorId) -> Result<(), AutomergeError> {
+    for field in ["name", "role", "site", "pin", "card"] {
+        let key = format!("operator/{id}/{field}");
+        if doc.get(ROOT, key.as_str())?.is_some() {
+            doc.delete(ROOT, key)?;
+        }
+    }
+    Ok(())
 }
 
 pub fn set_limits(doc: &mut AutoCommit, l: &Limits) -> Result<(), AutomergeError> {

@@ -476,6 +476,12 @@ pub enum RegistryCommand {
         #[arg(long, default_value = "cardmesh-data")]
         data: PathBuf,
     },
+    /// Remove an operator (one who left): they can no longer log in, by PIN or card.
+    RemoveOperator {
+        id: OperatorId,
+        #[arg(long, default_value = "cardmesh-data")]
+        data: PathBuf,
+    },
     /// Set the limits every node enforces, in yuan; those not given stay as they are.
     Limits {
         #[arg(long)]
@@ -586,6 +592,10 @@ pub fn registry_command(command: RegistryCommand) -> Result<()> {
                 "operator {id}: {} ({}) at site {}",
                 info.name, info.role, info.site
             );
+        }
+        RegistryCommand::RemoveOperator { id, data } => {
+            registry::remove_operator(&open(&data)?, &id)?;
+            println!("operator {id} removed: no login from the next sync on");
         }
         RegistryCommand::Limits {
             anonymous_max_balance,

@@ -38,6 +38,8 @@ pub enum Refusal {
     BadPin,
     #[error("operator {0} is new: give a PIN (--pin) or an operator card (--card) to log in with")]
     NoLogin(OperatorId),
+    #[error("there is no operator {0}")]
+    UnknownOperator(OperatorId),
     #[error("card {card} is already operator {holder}'s operator card")]
     CardTaken { card: CardAsn, holder: OperatorId },
     #[error("limits: {0}")]
@@ -243,6 +245,20 @@ pub fn set_operator(
         }
         Ok(())
     })?;
+    Ok(())
+}
+
+/// Removes an operator, who can then no longer log in anywhere once it has synced.
+pub fn remove_operator(store: &Store, id: &OperatorId) -> Result<(), HqError> {
+    hq_only(store)?;
+    let reg = registry(store)?;
+    let held = reg.operators.contains_key(id)
+        || reg.operator_pins.contains_key(id)
+        || reg.operator_cards.values().any(|holder| holder == id);
+    if !held {
+        return Err(Refusal::UnknownOperator(id.clone()).into());
+    }
+    store.edit_doc(DocName::Network, |d| network::remove_operator(d, id))?;
     Ok(())
 }
 

@@ -433,9 +433,20 @@ impl Pos {
         }
     }
 
-    /// The session, if it may do `op`; a refusal is audited.
+    /// The session, if it may do `op`; a refusal is audited. The operator works as the
+    /// registry has them now, not as at login: HQ may since have removed them, moved them
+    /// to another site or given them another role. A session the registry no longer
+    /// allows ends here.
     pub(super) fn authorize(&self, op: Operation) -> Result<Session, PosError> {
-        let session = self.session()?;
+        let held = self.session()?;
+        let session = match self.operator_session(&held.operator) {
+            Ok(session) => session,
+            Err(gone) => {
+                self.store.config_set(&self.session_key(), &[])?;
+                self.refused(&held.operator, &op.to_string(), &gone.to_string())?;
+                return Err(gone);
+            }
+        };
         if !operators::permits(session.role, op) {
             self.refused(&session.operator, &op.to_string(), "not permitted")?;
             return Err(PosError::NotPermitted {
