@@ -358,10 +358,10 @@ pub struct RunCheck {
 /// which covers the entry before it and so on back. Entries after the last signature
 /// are not accepted. If the writer may no longer write that last entry (after a
 /// revocation), the entries before it are accepted up to their own last signature only
-/// (see `vouched_by_own`), so that a replica's feed always ends at a signature it keeps. The checkpoints' signatures are
-/// verified too, because the replica keeps them; the caller drops the others with
-/// [`thin_signatures`] on what it accepts. On a failure each signed entry is checked on
-/// its own to find the first bad one.
+/// (see `vouched_by_own`), so that a replica's feed always ends at a signature it
+/// keeps. The checkpoints' signatures are verified too, because the replica keeps them;
+/// the caller drops the others with [`thin_signatures`] on what it accepts. On a failure
+/// each signed entry is checked on its own to find the first bad one.
 pub fn check_run(head: FeedHead, membership: &Membership, entries: &[Entry]) -> RunCheck {
     let mut chained = 0;
     let mut tip = head;
