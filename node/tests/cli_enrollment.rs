@@ -6,14 +6,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn cardmesh(args: &[&str]) -> Output {
+fn cardmesh<S: AsRef<str>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cardmesh"))
-        .args(args)
+        .args(args.iter().map(AsRef::as_ref))
         .output()
         .expect("run cardmesh")
 }
 
-fn ok(args: &[&str]) -> String {
+fn ok<S: AsRef<str> + std::fmt::Debug>(args: &[S]) -> String {
     let out = cardmesh(args);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -25,7 +25,7 @@ fn ok(args: &[&str]) -> String {
     text
 }
 
-fn fails(args: &[&str]) -> String {
+fn fails<S: AsRef<str> + std::fmt::Debug>(args: &[S]) -> String {
     let out = cardmesh(args);
     assert!(
         !out.status.success(),
@@ -93,6 +93,42 @@ fn a_site_joins_by_request_certificate_and_join_files() {
     ok(&["check", "--data", p(&shop)]);
 }
 
+/// `cardmesh keys ceremony` at HQ, from two component files it writes under `tmp`.
+fn ceremony(tmp: &Path, hq: &Path) -> Vec<String> {
+    let (a, b) = (tmp.join("a.txt"), tmp.join("b.txt"));
+    fs::write(&a, "0123456789ABCDEF FEDCBA9876543210\n").unwrap();
+    fs::write(&b, "1111111111111111222222222222222F\n").unwrap();
+    [
+        "keys",
+        "ceremony",
+        "--data",
+        p(hq),
+        "--component-files",
+        p(&a),
+        p(&b),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// HQ's keys for the shop's role, exported to `tmp/shop.cmkeys` and imported at the
+/// shop: what the import printed.
+fn hand_keys(tmp: &Path, hq: &Path, shop: &Path) -> String {
+    let pkg = tmp.join("shop.cmkeys");
+    let shop_id = node_id(shop);
+    ok(&[
+        "keys",
+        "export",
+        "--for",
+        &shop_id,
+        "--data",
+        p(hq),
+        "--out",
+        p(&pkg),
+    ]);
+    ok(&["keys", "import", p(&pkg), "--data", p(shop)])
+}
+
 /// The node id `cardmesh status` shows for the node in `dir`.
 fn node_id(dir: &Path) -> String {
     let status = ok(&["status", "--data", p(dir)]);
@@ -148,11 +184,9 @@ fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
         all.extend_from_slice(&["--data", p(data)]);
         all.iter().map(|a| a.to_string()).collect::<Vec<_>>()
     };
-    let run = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let refused = |args: Vec<String>| fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let shop_site = ["site", "shop-1", "--name", "Shop 1", "--merchant", "main"];
 
-    let err = refused(registry(&shop_site, &hq));
+    let err = fails(&registry(&shop_site, &hq));
     assert!(err.contains("no merchant 'main'"), "{err}");
     ok(&[
         "settle",
@@ -167,30 +201,30 @@ fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
         "--data",
         p(&hq),
     ]);
-    let err = refused(registry(&shop_site, &shop));
+    let err = fails(&registry(&shop_site, &shop));
     assert!(err.contains("only HQ"), "{err}");
-    run(registry(&shop_site, &hq));
-    run(registry(
+    ok(&registry(&shop_site, &hq));
+    ok(&registry(
         &["site", "hq", "--name", "Head office", "--merchant", "main"],
         &hq,
     ));
-    let err = refused(registry(
+    let err = fails(&registry(
         &["terminal", "000000000201", "--site", "shop-9"],
         &hq,
     ));
     assert!(err.contains("site shop-9 is not registered"), "{err}");
-    run(registry(
+    ok(&registry(
         &["terminal", "000000000201", "--site", "shop-1"],
         &hq,
     ));
     let cashier = [
         "operator", "cash-1", "--name", "Li Na", "--role", "cashier", "--site", "shop-1",
     ];
-    let err = refused(registry(&cashier, &hq));
+    let err = fails(&registry(&cashier, &hq));
     assert!(err.contains("give a PIN"), "{err}");
-    let err = refused(registry(&[&cashier[..], &["--pin", "12"]].concat(), &hq));
+    let err = fails(&registry(&[&cashier[..], &["--pin", "12"]].concat(), &hq));
     assert!(err.contains("4 to 12 digits"), "{err}");
-    let err = refused(registry(
+    let err = fails(&registry(
         &[
             "operator", "cash-1", "--name", "Li Na", "--role", "boss", "--site", "shop-1", "--pin",
             "1111",
@@ -198,18 +232,18 @@ fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
         &hq,
     ));
     assert!(err.contains("unknown operator role 'boss'"), "{err}");
-    run(registry(&[&cashier[..], &["--pin", "1111"]].concat(), &hq));
-    let err = refused(registry(&["price", "cola", "3"], &hq));
+    ok(&registry(&[&cashier[..], &["--pin", "1111"]].concat(), &hq));
+    let err = fails(&registry(&["price", "cola", "3"], &hq));
     assert!(
         err.contains("product cola is not in the price book"),
         "{err}"
     );
-    run(registry(
+    ok(&registry(
         &["product", "cola", "--name", "Cola 330ml", "--unit", "pc"],
         &hq,
     ));
-    run(registry(&["price", "cola", "3"], &hq));
-    let err = refused(registry(
+    ok(&registry(&["price", "cola", "3"], &hq));
+    let err = fails(&registry(
         &[
             "discount",
             "standard",
@@ -221,17 +255,17 @@ fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
         &hq,
     ));
     assert!(err.contains("'7:00' is not a time of day"), "{err}");
-    run(registry(
+    ok(&registry(
         &["discount", "standard", "--paid-percent", "90"],
         &hq,
     ));
-    let err = refused(registry(
+    let err = fails(&registry(
         &["limits", "--anonymous-max-balance", "9000"],
         &hq,
     ));
     assert!(err.contains("anonymous card may not hold more"), "{err}");
-    run(registry(&["limits", "--pin-above", "100"], &hq));
-    let shown = run(registry(&["show"], &hq));
+    ok(&registry(&["limits", "--pin-above", "100"], &hq));
+    let shown = ok(&registry(&["show"], &hq));
     assert!(!shown.contains("1111"), "a PIN is never shown: {shown}");
     for line in [
         "shop-1       Shop 1",
@@ -245,33 +279,13 @@ fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
     }
 
     // Card keys, and a card made, sold and loaded at HQ's desk.
-    let (a, b) = (tmp.path().join("a.txt"), tmp.path().join("b.txt"));
-    fs::write(&a, "00112233445566778899AABBCCDDEEFF\n").unwrap();
-    fs::write(&b, "FFEEDDCCBBAA99887766554433221100\n").unwrap();
-    ok(&[
-        "keys",
-        "ceremony",
-        "--data",
-        p(&hq),
-        "--component-files",
-        p(&a),
-        p(&b),
-    ]);
-    let keys = tmp.path().join("shop.cmkeys");
-    let shop_id = node_id(&shop);
-    ok(&[
-        "keys",
-        "export",
-        "--for",
-        &shop_id,
-        "--data",
-        p(&hq),
-        "--out",
-        p(&keys),
-    ]);
-    ok(&["keys", "import", p(&keys), "--data", p(&shop)]);
-    run(registry(&["terminal", "000000000001", "--site", "hq"], &hq));
-    run(registry(
+    ok(&ceremony(tmp.path(), &hq));
+    hand_keys(tmp.path(), &hq, &shop);
+    ok(&registry(
+        &["terminal", "000000000001", "--site", "hq"],
+        &hq,
+    ));
+    ok(&registry(
         &[
             "operator", "admin-1", "--name", "Admin", "--role", "admin", "--site", "hq", "--pin",
             "9999",
@@ -295,8 +309,8 @@ fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
         all.iter().map(|a| a.to_string()).collect::<Vec<_>>()
     };
     let desk = |args: &[&str]| pos(&hq, "000000000001", args);
-    run(desk(&["login", "admin-1", "--pin", "9999"]));
-    run(desk(&[
+    ok(&desk(&["login", "admin-1", "--pin", "9999"]));
+    ok(&desk(&[
         "personalize",
         "--card-file",
         p(&card),
@@ -307,8 +321,8 @@ fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
         "--pin",
         "123456",
     ]));
-    run(desk(&["issue", "--card-file", p(&card)]));
-    run(desk(&[
+    ok(&desk(&["issue", "--card-file", p(&card)]));
+    ok(&desk(&[
         "load",
         "--amount",
         "100",
@@ -323,15 +337,15 @@ fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
     ok(&["sync", "usb", p(&stick), "--data", p(&hq)]);
     ok(&["sync", "usb", p(&stick), "--data", p(&shop)]);
     assert_eq!(
-        run(registry(&["show"], &shop)),
-        run(registry(&["show"], &hq))
+        ok(&registry(&["show"], &shop)),
+        ok(&registry(&["show"], &hq))
     );
     let till = |args: &[&str]| pos(&shop, "000000000201", args);
-    let err = refused(till(&["login", "cash-1", "--pin", "1112"]));
+    let err = fails(&till(&["login", "cash-1", "--pin", "1112"]));
     assert!(err.contains("PIN"), "{err}");
-    let out = run(till(&["login", "cash-1", "--pin", "1111"]));
+    let out = ok(&till(&["login", "cash-1", "--pin", "1111"]));
     assert!(out.contains("cash-1"), "{out}");
-    let sale = run(till(&[
+    let sale = ok(&till(&[
         "purchase",
         "--item",
         "cola:2",
@@ -345,32 +359,21 @@ fn a_network_made_by_hand_registers_a_shop_and_sells_there() {
 
     // The cashier leaves: once the change reaches the shop, their open session ends at
     // the next operation and their PIN opens nothing.
-    let err = refused(registry(&["remove-operator", "cash-9"], &hq));
+    let err = fails(&registry(&["remove-operator", "cash-9"], &hq));
     assert!(err.contains("there is no operator cash-9"), "{err}");
-    run(registry(&["remove-operator", "cash-1"], &hq));
-    assert!(!run(registry(&["show"], &hq)).contains("cash-1"));
+    ok(&registry(&["remove-operator", "cash-1"], &hq));
+    assert!(!ok(&registry(&["show"], &hq)).contains("cash-1"));
     ok(&["sync", "usb", p(&stick), "--data", p(&hq)]);
     ok(&["sync", "usb", p(&stick), "--data", p(&shop)]);
-    let err = refused(till(&[
-        "purchase",
-        "--item",
-        "cola:1",
-        "--card-file",
-        p(&card),
-    ]));
+    let one_cola = till(&["purchase", "--item", "cola:1", "--card-file", p(&card)]);
+    let err = fails(&one_cola);
     assert!(
         err.contains("operator cash-1 is not in the network registry"),
         "{err}"
     );
-    let err = refused(till(&[
-        "purchase",
-        "--item",
-        "cola:1",
-        "--card-file",
-        p(&card),
-    ]));
+    let err = fails(&one_cola);
     assert!(err.contains("log"), "the session has ended: {err}");
-    let err = refused(till(&["login", "cash-1", "--pin", "1111"]));
+    let err = fails(&till(&["login", "cash-1", "--pin", "1111"]));
     assert!(
         err.contains("operator cash-1 is not in the network registry"),
         "{err}"
@@ -443,18 +446,7 @@ fn a_tampered_request_or_a_package_for_another_node_is_refused() {
 fn the_key_ceremony_shows_check_values_runs_once_and_hands_out_role_keys() {
     let tmp = tempfile::tempdir().unwrap();
     let (hq, shop) = network(tmp.path());
-    let (a, b) = (tmp.path().join("a.txt"), tmp.path().join("b.txt"));
-    fs::write(&a, "0123456789ABCDEF FEDCBA9876543210\n").unwrap();
-    fs::write(&b, "1111111111111111222222222222222F\n").unwrap();
-    let out = ok(&[
-        "keys",
-        "ceremony",
-        "--data",
-        p(&hq),
-        "--component-files",
-        p(&a),
-        p(&b),
-    ]);
+    let out = ok(&ceremony(tmp.path(), &hq));
     // Check values computed independently with pycryptodome (3DES-ECB of 8 zero bytes).
     assert!(out.contains("component A check value: 08D7B4"), "{out}");
     assert!(out.contains("component B check value: 505B17"), "{out}");
@@ -463,35 +455,16 @@ fn the_key_ceremony_shows_check_values_runs_once_and_hands_out_role_keys() {
         !out.to_uppercase().contains("0123456789ABCDEF"),
         "a component was printed"
     );
-    let err = fails(&[
-        "keys",
-        "ceremony",
-        "--data",
-        p(&hq),
-        "--component-files",
-        p(&a),
-        p(&b),
-    ]);
+    let err = fails(&ceremony(tmp.path(), &hq));
     assert!(err.contains("can never be changed"), "{err}");
 
-    let shop_id = node_id(&shop);
-    let pkg = tmp.path().join("shop.cmkeys");
-    ok(&[
-        "keys",
-        "export",
-        "--for",
-        &shop_id,
-        "--data",
-        p(&hq),
-        "--out",
-        p(&pkg),
-    ]);
-    let out = ok(&["keys", "import", p(&pkg), "--data", p(&shop)]);
+    let out = hand_keys(tmp.path(), &hq, &shop);
     assert_eq!(out.trim(), "installed keys: purchase, maintenance");
     assert_eq!(
         ok(&["keys", "show", "--data", p(&hq)]).trim(),
         "keys held: purchase, load, tac, pin-unblock, maintenance"
     );
+    let pkg = tmp.path().join("shop.cmkeys");
     let err = fails(&["keys", "import", p(&pkg), "--data", p(&hq)]);
     assert!(err.contains("holds the master keys"), "{err}");
 }
