@@ -18,7 +18,7 @@ use cardmesh_model::body::{BlacklistEvent, Body, CardTxn, EntryRef, TxnKind};
 use cardmesh_model::codec::{self, Kind};
 use cardmesh_model::report::locks::{is_stale, stale_lock_anomaly};
 use cardmesh_model::report::{Anomaly, AnomalyKind, answer};
-use cardmesh_model::{CardAsn, Entry, FeedRange, Role, VersionVector};
+use cardmesh_model::{CardAsn, Entry, FeedRange, VersionVector};
 use std::collections::BTreeSet;
 
 /// Config key of the version vector of transactions whose TAC was verified.
@@ -92,10 +92,7 @@ pub fn audit(
     now_ms: u64,
     max_lock_age_ms: u64,
 ) -> Result<AuditReport, HqError> {
-    let role = store.own_certificate().role;
-    if role != Role::Hq {
-        return Err(HqError::NotHq(role));
-    }
+    super::require_hq(store)?;
     let mut report = AuditReport::default();
     let mut cursor: VersionVector = match store.config_get(CURSOR)? {
         Some(b) => codec::decode(Kind::View, &b).map_err(|e| HqError::Corrupt(e.to_string()))?,

@@ -284,10 +284,7 @@ pub fn report_command(command: ReportCommand) -> Result<()> {
         }
         ReportCommand::GreyLockAge { minutes, data } => {
             let store = open(&data)?;
-            let role = store.own_certificate().role;
-            if role != cardmesh_model::Role::Hq {
-                return Err(HqError::NotHq(role).into());
-            }
+            super::require_hq(&store)?;
             store.edit_doc(DocName::Network, |d| locks::set_max_age_min(d, minutes))?;
             format!(
                 "grey locks open longer than {} min are stale from now on, on every node that syncs\n",
@@ -686,7 +683,7 @@ pub fn registry_command(command: RegistryCommand) -> Result<()> {
         RegistryCommand::Show { data } => {
             let store = open(&data)?;
             let reg = report::registry(&store)?;
-            let book = registry::price_book(&store)?;
+            let book = report::price_book(&store)?;
             let offers = registry::discount_rules(&store)?;
             print!("{}", registry::render(&reg, &book, &offers, now_ms()));
         }

@@ -16,7 +16,7 @@ pub mod settle;
 pub mod watch;
 
 use crate::keys::KeyError;
-use crate::store::{SettledAlready, StoreError};
+use crate::store::{SettledAlready, Store, StoreError};
 use cardmesh_model::{MerchantId, Role};
 use std::path::PathBuf;
 
@@ -59,4 +59,12 @@ pub enum HqError {
     BadPin(cardmesh_model::OperatorId),
     #[error(transparent)]
     Registry(#[from] registry::Refusal),
+}
+
+/// Refuses, unless `store` is HQ's: the work of this module is HQ's alone.
+pub fn require_hq(store: &Store) -> Result<(), HqError> {
+    match store.own_certificate().role {
+        Role::Hq => Ok(()),
+        role => Err(HqError::NotHq(role)),
+    }
 }

@@ -5,8 +5,8 @@
 //! checks are pure functions of the documents as they stand (`check_*`); each `set_*`
 //! reads them, checks, and writes one change.
 
-use super::HqError;
-use super::report::registry;
+use super::report::{price_book, registry};
+use super::{HqError, require_hq};
 use crate::pos::operators::{OperatorRole, pin_verifier};
 use crate::store::Store;
 use cardmesh_model::docs::discounts::{self, Discounts, TimeSlot};
@@ -14,7 +14,7 @@ use cardmesh_model::docs::network::{self, Limits, NetworkRegistry, OperatorInfo,
 use cardmesh_model::docs::pricebook::{self, PriceBook, Product};
 use cardmesh_model::docs::{DocName, merchants};
 use cardmesh_model::money::Money;
-use cardmesh_model::{CardAsn, MemberClass, OperatorId, ProductId, Role, SiteId, TerminalId};
+use cardmesh_model::{CardAsn, MemberClass, OperatorId, ProductId, SiteId, TerminalId};
 
 /// Minutes east of UTC that a site's clock may be: UTC-12:00 to UTC+14:00.
 const UTC_OFFSETS: std::ops::RangeInclusive<i32> = -720..=840;
@@ -180,24 +180,9 @@ pub fn known_site(reg: &NetworkRegistry, site: &SiteId) -> Result<(), Refusal> {
     }
 }
 
-fn hq_only(store: &Store) -> Result<(), HqError> {
-    match store.own_certificate().role {
-        Role::Hq => Ok(()),
-        role => Err(HqError::NotHq(role)),
-    }
-}
-
-/// The network price book as this node has it.
-pub fn price_book(store: &Store) -> Result<PriceBook, HqError> {
-    Ok(store
-        .doc(&DocName::PriceBook)?
-        .map(|d| pricebook::read(&d))
-        .unwrap_or_default())
-}
-
 /// Adds or changes a site: its name, merchant and time zone.
 pub fn set_site(store: &Store, id: &SiteId, info: &SiteInfo) -> Result<(), HqError> {
-    hq_only(store)?;
+    require_hq(store)?;
     check_site(info)?;
     let known = store
         .doc(&DocName::Network)?
@@ -215,7 +200,7 @@ pub fn set_terminal(
     terminal: &TerminalId,
     site: &SiteId,
 ) -> Result<Option<SiteId>, HqError> {
-    hq_only(store)?;
+    require_hq(store)?;
     let reg = registry(store)?;
     known_site(&reg, site)?;
     store.edit_doc(DocName::Network, |d| {
@@ -233,7 +218,7 @@ pub fn set_operator(
     pin: Option<&str>,
     card: Option<&CardAsn>,
 ) -> Result<(), HqError> {
-    hq_only(store)?;
+    require_hq(store)?;
     check_operator(&registry(store)?, id, info, pin, card)?;
     store.edit_doc(DocName::Network, |d| {
         network::set_operator(d, id, info)?;
@@ -250,7 +235,7 @@ pub fn set_operator(
 
 /// Removes an operator, who can then no longer log in anywhere once it has synced.
 pub fn remove_operator(store: &Store, id: &OperatorId) -> Result<(), HqError> {
-    hq_only(store)?;
+    require_hq(store)?;
     let reg = registry(store)?;
     let held = reg.operators.contains_key(id)
         || reg.operator_pins.contains_key(id)
@@ -264,7 +249,7 @@ pub fn remove_operator(store: &Store, id: &OperatorId) -> Result<(), HqError> {
 
 /// Replaces the limits every node enforces.
 pub fn set_limits(store: &Store, limits: &Limits) -> Result<(), HqError> {
-    hq_only(store)?;
+    require_hq(store)?;
     check_limits(limits)?;
     store.edit_doc(DocName::Network, |d| network::set_limits(d, limits))?;
     Ok(())
@@ -272,7 +257,7 @@ pub fn set_limits(store: &Store, limits: &Limits) -> Result<(), HqError> {
 
 /// Adds or changes a product of the network price book.
 pub fn set_product(store: &Store, id: &ProductId, p: &Product) -> Result<(), HqError> {
-    hq_only(store)?;
+    require_hq(store)?;
     check_product(p)?;
     store.edit_doc(DocName::PriceBook, |d| pricebook::set_product(d, id, p))?;
     Ok(())
@@ -285,7 +270,7 @@ pub fn schedule_price(
     from_ms: i64,
     price: Money,
 ) -> Result<(), HqError> {
-    hq_only(store)?;
+    require_hq(store)?;
     check_price(&price_book(store)?, id, price)?;
     store.edit_doc(DocName::PriceBook, |d| {
         pricebook::schedule_price(d, id, from_ms, price)
@@ -309,7 +294,7 @@ pub fn set_discount(
     slot: TimeSlot,
     paid_percent: Option<u8>,
 ) -> Result<(), HqError> {
-    hq_only(store)?;
+    require_hq(store)?;
     match paid_percent {
         Some(pct) => {
             check_discount(pct)?;
@@ -339,7 +324,7 @@ pub fn set_discount(
 
 /// Sets the loyalty points `class` earns per yuan spent.
 pub fn set_points(store: &Store, class: &MemberClass, per_yuan: u32) -> Result<(), HqError> {
-    hq_only(store)?;
+    require_hq(store)?;
     store.edit_doc(DocName::Discounts, |d| {
         discounts::set_points(d, class, per_yuan)
     })?;

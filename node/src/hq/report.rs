@@ -108,6 +108,14 @@ pub fn registry(store: &Store) -> Result<NetworkRegistry, HqError> {
         .unwrap_or_default())
 }
 
+/// The network price book, or an empty one before HQ has written it.
+pub fn price_book(store: &Store) -> Result<pricebook::PriceBook, HqError> {
+    Ok(store
+        .doc(&DocName::PriceBook)?
+        .map(|d| pricebook::read(&d))
+        .unwrap_or_default())
+}
+
 /// How long a grey lock may stay open before it is stale: the network registry's
 /// setting (`report::locks`), a day unless HQ set it.
 pub fn grey_lock_max_age_ms(store: &Store) -> Result<u64, HqError> {
@@ -366,10 +374,7 @@ pub fn products(
     scope: &Scope,
 ) -> Result<Vec<(ProductId, ProductTally, String)>, HqError> {
     let totals = span_totals(store, span, scope)?;
-    let book = store
-        .doc(&DocName::PriceBook)?
-        .map(|d| pricebook::read(&d))
-        .unwrap_or_default();
+    let book = price_book(store)?;
     let mut out: Vec<(ProductId, ProductTally, String)> = totals
         .products
         .into_iter()

@@ -14,7 +14,7 @@ use cardmesh_model::body::EntryRef;
 use cardmesh_model::docs::{DocName, merchants};
 use cardmesh_model::report::{Scope, Totals};
 use cardmesh_model::settlement::{self, ClearingLine, MerchantTerms, Period, SettlementRecord};
-use cardmesh_model::{BusinessDay, Entry, Hash, MerchantId, Role};
+use cardmesh_model::{BusinessDay, Entry, Hash, MerchantId};
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry as Slot;
 use std::io::Write;
@@ -75,10 +75,7 @@ pub fn compute(
     selection: Selection,
     scope: &Scope,
 ) -> Result<(Vec<ClearingLine>, Skipped), HqError> {
-    let role = store.own_certificate().role;
-    if role != Role::Hq {
-        return Err(HqError::NotHq(role));
-    }
+    super::require_hq(store)?;
     if let (Selection::One { merchant, .. }, Scope::Merchant(mine)) = (&selection, scope)
         && merchant != mine
     {

@@ -54,10 +54,7 @@ impl Watch {
         clock: Arc<dyn Clock>,
         lock_check: Duration,
     ) -> Result<Watch, HqError> {
-        let role = store.own_certificate().role;
-        if role != Role::Hq {
-            return Err(HqError::NotHq(role));
-        }
+        super::require_hq(&store)?;
         let stop = Arc::new(AtomicBool::new(false));
         let outcome = Arc::new(Mutex::new(Outcome::default()));
         let notices = store.subscribe();
