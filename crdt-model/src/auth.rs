@@ -264,6 +264,11 @@ impl Membership {
     pub fn is_revoked(&self, node: &NodeId) -> bool {
         self.revoked.contains_key(node)
     }
+
+    /// Every revoked node, with the revocation that applies to it.
+    pub fn revocations(&self) -> &BTreeMap<NodeId, Revocation> {
+        &self.revoked
+    }
 }
 
 /// May a node holding `cert` write `body`? Pure: depends only on the writer's certificate

@@ -375,21 +375,10 @@ impl Store {
         Ok(!revoked)
     }
 
-    /// The nodes HQ has revoked, each with its revocation that refuses the most (the
-    /// lowest `upto_seq`), as membership applies them.
+    /// The nodes HQ has revoked, each with the revocation membership applies to it.
     pub fn revocations(&self) -> Result<BTreeMap<NodeId, Revocation>, StoreError> {
-        let txn = self.read()?;
-        let mut revoked: BTreeMap<NodeId, Revocation> = BTreeMap::new();
-        for row in txn.open_table(REVOCATIONS)?.iter()? {
-            let rev = decode_view::<Revocation>(row?.1.value(), "revocation")?;
-            match revoked.get(&rev.node) {
-                Some(held) if held.upto_seq <= rev.upto_seq => {}
-                _ => {
-                    revoked.insert(rev.node, rev);
-                }
-            }
-        }
-        Ok(revoked)
+        let membership = load_membership(&self.read()?, &self.hq_certificate())?;
+        Ok(membership.revocations().clone())
     }
 
     pub fn version_vector(&self) -> Result<VersionVector, StoreError> {
