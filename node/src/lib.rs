@@ -18,3 +18,11 @@ pub mod station;
 pub mod status;
 pub mod store;
 pub mod usb;
+
+/// The writer thread allocates and frees a few buffers per entry it applies (redb's pages,
+/// encoded values, report keys); with mimalloc a stick ingest runs about a tenth faster
+/// than with glibc's allocator. A feature, so that the fuzz targets, built with
+/// sanitizers that want to see every allocation, can leave it out.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
