@@ -43,7 +43,13 @@ fn reopen_after_close_keeps_everything() {
     assert!(store.card(&asn(2)).unwrap().unwrap().is_named());
     assert_eq!(store.card_history(&asn(3)).unwrap().len(), 1);
     assert_eq!(store.day_ledger(&site("hq"), day()).unwrap().len(), 1);
-    assert_eq!(store.terminal_ledger(&terminal(1), day()).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .terminal_ledger(&site("hq"), &terminal(1), day())
+            .unwrap()
+            .len(),
+        1
+    );
     let book = pricebook::read(&store.doc(&DocName::PriceBook).unwrap().unwrap());
     assert_eq!(
         book.prices.at(&"diesel-0".parse().unwrap(), 10),

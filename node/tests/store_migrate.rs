@@ -307,3 +307,46 @@ fn a_v7_store_gets_its_card_histories_split_into_rows_on_open() {
         "the old table is gone"
     );
 }
+
+/// Before v9: card transactions by terminal and day. Dropped in v9.
+const LEDGER_BY_TERMINAL_DAY: TableDefinition<&[u8; 62], ()> =
+    TableDefinition::new("ledger_by_terminal_day");
+
+#[test]
+fn a_v8_store_loses_its_ledger_by_terminal_and_still_answers_by_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let (path, store) = store_with_purchases(&net, dir.path());
+    let site = net.site_of(1);
+    let before = store.terminal_ledger(&site, &terminal(1), day()).unwrap();
+    assert_eq!(before.len(), 3);
+    drop(store);
+    as_schema(&path, 8, |txn| {
+        // What v8 held: one key per transaction, whatever it pointed at.
+        let mut old = txn.open_table(LEDGER_BY_TERMINAL_DAY).unwrap();
+        for n in 0..3u8 {
+            old.insert(&[n; 62], ()).unwrap();
+        }
+    });
+
+    let store = Store::open(&path, net.keys[1].clone(), TestClock::new(0)).unwrap();
+    assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION);
+    assert_eq!(
+        store.terminal_ledger(&site, &terminal(1), day()).unwrap(),
+        before
+    );
+    assert!(
+        store
+            .terminal_ledger(&site, &terminal(2), day())
+            .unwrap()
+            .is_empty()
+    );
+    store.verify_views().unwrap();
+    drop(store);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    assert!(
+        txn.open_table(LEDGER_BY_TERMINAL_DAY).is_err(),
+        "the old table is gone"
+    );
+}

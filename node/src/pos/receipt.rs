@@ -55,8 +55,9 @@ pub fn lines(r: &Receipt, reprint: bool) -> Vec<String> {
 }
 
 impl Pos {
-    /// The receipt of terminal `terminal` with sequence number `seq` (its last one
-    /// without), rebuilt from this node's ledger: looked for day by day from today back.
+    /// The receipt of this site's terminal `terminal` with sequence number `seq` (its
+    /// last one without), rebuilt from this node's ledger: looked for day by day from
+    /// today back.
     pub fn find_receipt(
         &self,
         terminal: TerminalId,
@@ -67,7 +68,7 @@ impl Pos {
             let day = BusinessDay::of_instant(now - back * 86_400_000, self.utc_offset());
             let found = self
                 .store
-                .terminal_ledger(&terminal, day)?
+                .terminal_ledger(&self.site, &terminal, day)?
                 .into_iter()
                 .rev()
                 .find_map(|e| match e.body.card_txn() {

@@ -23,7 +23,7 @@ type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes a file from schema version `i + 1` to `i + 2`.
 const MIGRATIONS: [Migration; (SCHEMA_VERSION - 1) as usize] = [
-    v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8,
+    v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8, v8_to_v9,
 ];
 
 /// Brings the file to the current schema; returns the version it was found at.
@@ -246,5 +246,16 @@ fn v7_to_v8(txn: &WriteTransaction) -> Result<(), StoreError> {
     }
     drop(chains);
     txn.delete_table(CARD_CHAINS)?;
+    Ok(())
+}
+
+/// Before v9: (terminal, business day, hlc, origin, seq), card transactions by terminal.
+const LEDGER_BY_TERMINAL_DAY: TableDefinition<&[u8; 62], ()> =
+    TableDefinition::new("ledger_by_terminal_day");
+
+/// v9 drops the ledger index by terminal: a terminal's day is read from its site's day
+/// (`Store::terminal_ledger`), and every transaction folded costs one insert less.
+fn v8_to_v9(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.delete_table(LEDGER_BY_TERMINAL_DAY)?;
     Ok(())
 }

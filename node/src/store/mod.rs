@@ -487,14 +487,18 @@ impl Store {
         self.indexed(LEDGER_BY_SITE_DAY, &lo, &hi)
     }
 
-    /// A terminal's card transactions of one business day, in HLC order.
+    /// A terminal's card transactions of one business day at its site, in HLC order.
+    /// Read from the site's day: only a reprint asks, and a ledger index of its own cost
+    /// every transaction one more B-tree insert wherever it was folded.
     pub fn terminal_ledger(
         &self,
+        site: &SiteId,
         terminal: &TerminalId,
         day: BusinessDay,
     ) -> Result<Vec<Entry>, StoreError> {
-        let (lo, hi) = terminal_day_range(terminal, day);
-        self.indexed(LEDGER_BY_TERMINAL_DAY, &lo, &hi)
+        let mut entries = self.day_ledger(site, day)?;
+        entries.retain(|e| e.body.card_txn().is_some_and(|t| t.terminal == *terminal));
+        Ok(entries)
     }
 
     /// The entries a range of a ledger index points at.

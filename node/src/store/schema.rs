@@ -9,14 +9,14 @@
 use super::error::StoreError;
 use cardmesh_model::body::{CardTxn, CounterSpace, EntryRef};
 use cardmesh_model::codec::{self, CodecError, Kind};
-use cardmesh_model::{BusinessDay, CardAsn, FeedHead, Hash, Hlc, NodeId, SiteId, TerminalId};
+use cardmesh_model::{BusinessDay, CardAsn, FeedHead, Hash, Hlc, NodeId, SiteId};
 use redb::{ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 /// The schema this build writes. Older files are migrated on open (see `migrate`).
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// Identity and bookkeeping: schema version, this node's id, its certificate and HQ's,
 /// the last HLC issued.
@@ -48,9 +48,6 @@ pub const LEDGER_BY_CARD: TableDefinition<&[u8; 60], ()> = TableDefinition::new(
 /// (site, business day, hlc, origin, seq): card transactions by site and day.
 pub const LEDGER_BY_SITE_DAY: TableDefinition<&[u8; 88], ()> =
     TableDefinition::new("ledger_by_site_day");
-/// (terminal, business day, hlc, origin, seq): card transactions by terminal and day.
-pub const LEDGER_BY_TERMINAL_DAY: TableDefinition<&[u8; 62], ()> =
-    TableDefinition::new("ledger_by_terminal_day");
 /// (card, business day) -> (fen, count) of the card's spending that day (purchases and
 /// debits for unlock) as the ledger holds it: what the per-card daily limits read, in one
 /// point read however long the card's day. Since schema v7.
@@ -118,7 +115,6 @@ pub fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(CARDS)?;
     txn.open_table(LEDGER_BY_CARD)?;
     txn.open_table(LEDGER_BY_SITE_DAY)?;
-    txn.open_table(LEDGER_BY_TERMINAL_DAY)?;
     txn.open_table(CARD_DAYS)?;
     txn.open_table(ALARMS)?;
     txn.open_table(UNFOLDABLE)?;
@@ -240,26 +236,6 @@ pub fn site_day_key(site: &SiteId, day: BusinessDay, hlc: Hlc, at: &EntryRef) ->
 
 pub fn site_day_range(site: &SiteId, day: BusinessDay) -> ([u8; 88], [u8; 88]) {
     prefix_range(&site_day_prefix(site, day))
-}
-
-fn terminal_day_prefix(terminal: &TerminalId, day: BusinessDay) -> [u8; 10] {
-    let mut p = [0; 10];
-    p[..6].copy_from_slice(&terminal.0);
-    p[6..].copy_from_slice(&day.ymd().to_be_bytes());
-    p
-}
-
-pub fn terminal_day_key(
-    terminal: &TerminalId,
-    day: BusinessDay,
-    hlc: Hlc,
-    at: &EntryRef,
-) -> [u8; 62] {
-    with_tail(&terminal_day_prefix(terminal, day), hlc, at)
-}
-
-pub fn terminal_day_range(terminal: &TerminalId, day: BusinessDay) -> ([u8; 62], [u8; 62]) {
-    prefix_range(&terminal_day_prefix(terminal, day))
 }
 
 /// The first and last key of `N` bytes that start with `prefix` and end in a tail.

@@ -138,13 +138,12 @@ pub fn verify(txn: &ReadTransaction, hq_cert: &Certificate) -> Result<(), StoreE
     }
     same("ledger by card", &ledger, &views.ledger)?;
 
-    let (mut by_site, mut by_terminal) = (BTreeSet::new(), BTreeSet::new());
+    let mut by_site = BTreeSet::new();
     let mut days: BTreeMap<[u8; 12], (i64, u32)> = BTreeMap::new();
     let by_ref: BTreeMap<EntryRef, &Entry> = entries().map(|e| (e.entry_ref(), e)).collect();
     for (hlc, at) in views.ledger.values().flatten() {
         if let Some(t) = by_ref.get(at).and_then(|e| e.body.card_txn()) {
             by_site.insert(site_day_key(&t.site, t.business_day, *hlc, at));
-            by_terminal.insert(terminal_day_key(&t.terminal, t.business_day, *hlc, at));
             tally_card_day(&mut days, t);
         }
     }
@@ -160,13 +159,6 @@ pub fn verify(txn: &ReadTransaction, hq_cert: &Certificate) -> Result<(), StoreE
     }
     if stored_site != by_site {
         return Err(differ("the ledger index by site and day".into()));
-    }
-    let mut stored_terminal = BTreeSet::new();
-    for row in txn.open_table(LEDGER_BY_TERMINAL_DAY)?.iter()? {
-        stored_terminal.insert(*row?.0.value());
-    }
-    if stored_terminal != by_terminal {
-        return Err(differ("the ledger index by terminal and day".into()));
     }
 
     let mut alarms = BTreeSet::new();
@@ -237,7 +229,6 @@ pub fn replica_digest(txn: &ReadTransaction) -> Result<cardmesh_model::Hash, Sto
     hash_table(txn, CARDS, &mut h)?;
     hash_table(txn, LEDGER_BY_CARD, &mut h)?;
     hash_table(txn, LEDGER_BY_SITE_DAY, &mut h)?;
-    hash_table(txn, LEDGER_BY_TERMINAL_DAY, &mut h)?;
     hash_table(txn, CARD_DAYS, &mut h)?;
     hash_table(txn, ALARMS, &mut h)?;
     hash_table(txn, UNFOLDABLE, &mut h)?;

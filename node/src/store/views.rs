@@ -24,7 +24,6 @@ pub struct Tables<'t> {
     pub cards: Table<'t, &'static [u8; 8], &'static [u8]>,
     pub by_card: Table<'t, &'static [u8; 60], ()>,
     pub by_site_day: Table<'t, &'static [u8; 88], ()>,
-    pub by_terminal_day: Table<'t, &'static [u8; 62], ()>,
     pub card_days: Table<'t, &'static [u8; 12], (i64, u32)>,
     pub alarms: Table<'t, &'static [u8; 40], ()>,
     pub unfoldable: Table<'t, &'static [u8; 40], &'static str>,
@@ -51,7 +50,6 @@ impl<'t> Tables<'t> {
             cards: txn.open_table(CARDS)?,
             by_card: txn.open_table(LEDGER_BY_CARD)?,
             by_site_day: txn.open_table(LEDGER_BY_SITE_DAY)?,
-            by_terminal_day: txn.open_table(LEDGER_BY_TERMINAL_DAY)?,
             card_days: txn.open_table(CARD_DAYS)?,
             alarms: txn.open_table(ALARMS)?,
             unfoldable: txn.open_table(UNFOLDABLE)?,
@@ -113,15 +111,12 @@ impl<'t> Tables<'t> {
     ) -> Result<(), StoreError> {
         let by_card = schema::card_key(&t.asn, hlc, at);
         let by_site = schema::site_day_key(&t.site, t.business_day, hlc, at);
-        let by_terminal = schema::terminal_day_key(&t.terminal, t.business_day, hlc, at);
         if add {
             self.by_card.insert(&by_card, ())?;
             self.by_site_day.insert(&by_site, ())?;
-            self.by_terminal_day.insert(&by_terminal, ())?;
         } else {
             self.by_card.remove(&by_card)?;
             self.by_site_day.remove(&by_site)?;
-            self.by_terminal_day.remove(&by_terminal)?;
         }
         if t.kind.is_spending() {
             let key = schema::card_day_key(&t.asn, t.business_day);
