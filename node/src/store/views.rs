@@ -71,18 +71,9 @@ impl<'t> Tables<'t> {
             .map_or(FeedHead::EMPTY, |v| schema::parse_head(v.value())))
     }
 
-    /// A card transaction consumed `counter`: it is the counter's entry unless one came
-    /// first (`held`), and every intent waiting on that counter is resolved by it.
-    fn fold_counter(
-        &mut self,
-        counter: &[u8; 11],
-        at: &EntryRef,
-        held: bool,
-    ) -> Result<(), StoreError> {
-        if !held {
-            self.card_counters
-                .insert(counter, &schema::entry_key(&at.origin, at.seq))?;
-        }
+    /// A card transaction consumed `counter`: every intent waiting on that counter is
+    /// resolved by it.
+    fn fold_counter(&mut self, counter: &[u8; 11]) -> Result<(), StoreError> {
         // Most nodes wait on no intent at all: then there is nothing to look up.
         if self.pending_intents.is_empty()? {
             return Ok(());
@@ -142,7 +133,16 @@ impl<'t> Tables<'t> {
             return Ok(false);
         };
         let counter = schema::counter_key(&t.asn, space, t.card_counter);
-        let held = self.card_counters.get(&counter)?.map(|v| *v.value());
+        // Nearly every counter is new: one insert both claims it and says whether another
+        // entry held it first, which then gets it back.
+        let mine = schema::entry_key(&at.origin, at.seq);
+        let held = self
+            .card_counters
+            .insert(&counter, &mine)?
+            .map(|v| *v.value());
+        if let Some(first) = &held {
+            self.card_counters.insert(&counter, first)?;
+        }
         let twin = match held {
             None => None,
             Some(held) => {
@@ -163,14 +163,13 @@ impl<'t> Tables<'t> {
                 self.index_txn(twin_txn, twin.hlc, &twin_at, false)?;
                 self.index_txn(t, e.hlc, &at, true)?;
                 if held == Some(schema::entry_key(&twin_at.origin, twin_at.seq)) {
-                    self.card_counters
-                        .insert(&counter, &schema::entry_key(&at.origin, at.seq))?;
+                    self.card_counters.insert(&counter, &mine)?;
                 }
             }
             return Ok(true);
         }
         self.index_txn(t, e.hlc, &at, true)?;
-        self.fold_counter(&counter, &at, held.is_some())?;
+        self.fold_counter(&counter)?;
         Ok(false)
     }
 
