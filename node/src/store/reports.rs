@@ -46,7 +46,7 @@ pub struct ReportTables<'t> {
     /// Rows, network totals and site freshness change with nearly every entry, and the
     /// entries of one transaction hit the same few (one site's day): each is read once,
     /// kept here, and written once by [`ReportTables::flush`] before the commit.
-    rows_held: BTreeMap<Vec<u8>, Totals>,
+    rows_held: BTreeMap<RowKey, Totals>,
     all_held: Option<Totals>,
     freshness_held: BTreeMap<SiteId, Freshness>,
 }
@@ -145,7 +145,7 @@ impl<'t> ReportTables<'t> {
     pub fn flush(&mut self) -> Result<(), StoreError> {
         for (k, row) in std::mem::take(&mut self.rows_held) {
             self.rows
-                .insert(k.as_slice(), schema::encode_view(&row).as_slice())?;
+                .insert(row_key(&k).as_slice(), schema::encode_view(&row).as_slice())?;
         }
         if let Some(all) = self.all_held.take() {
             self.totals
@@ -159,13 +159,13 @@ impl<'t> ReportTables<'t> {
     }
 
     /// A report row as this transaction has it so far, held from now on until `flush`.
-    fn held_row(&mut self, k: &[u8]) -> Result<&mut Totals, StoreError> {
+    fn held_row(&mut self, k: &RowKey) -> Result<&mut Totals, StoreError> {
         if !self.rows_held.contains_key(k) {
-            let row = match self.rows.get(k)? {
+            let row = match self.rows.get(row_key(k).as_slice())? {
                 Some(v) => schema::decode_view(v.value(), "report row")?,
                 None => Totals::default(),
             };
-            self.rows_held.insert(k.to_vec(), row);
+            self.rows_held.insert(k.clone(), row);
         }
         Ok(self.rows_held.get_mut(k).expect("held just above"))
     }
@@ -250,8 +250,7 @@ impl<'t> ReportTables<'t> {
     /// dimension once (`report::rows_of`, `report::refund_rows`), so no row is checked
     /// for one addition and then given two.
     fn add_rows(&mut self, rows: &[(RowKey, Totals)]) -> Result<Result<(), String>, StoreError> {
-        let keys: Vec<Vec<u8>> = rows.iter().map(|(key, _)| row_key(key)).collect();
-        for (k, (_, t)) in keys.iter().zip(rows) {
+        for (k, t) in rows {
             if let Err(err) = self.held_row(k)?.fits(t) {
                 return Ok(Err(format!("report row {k:?}: {err}")));
             }
@@ -265,7 +264,7 @@ impl<'t> ReportTables<'t> {
         {
             return Ok(Err(format!("network totals: {err}")));
         }
-        for (k, (_, t)) in keys.iter().zip(rows) {
+        for (k, t) in rows {
             let row = self.rows_held.get_mut(k).expect("held above");
             row.merge(t).expect("checked above");
         }
@@ -336,7 +335,7 @@ impl<'t> ReportTables<'t> {
         key: &RowKey,
         t: &Totals,
     ) -> Result<Result<(), cardmesh_model::money::MoneyError>, StoreError> {
-        Ok(self.held_row(&row_key(key))?.merge(t))
+        Ok(self.held_row(key)?.merge(t))
     }
 
     fn touch(&mut self, site: &SiteId, hlc: Hlc, now_ms: u64) -> Result<(), StoreError> {
