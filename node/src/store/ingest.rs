@@ -72,16 +72,22 @@ pub fn ingest(ctx: &mut Ctx<'_>, entries: Vec<Entry>) -> Result<IngestReport, St
         fresh.truncate(check.accepted);
         thin_signatures(&mut fresh);
         report.applied += fresh.len();
-        apply(ctx, &fresh, check.head)?;
+        apply(ctx, &fresh, check.head, None)?;
         report.rejected.extend(check.error);
     }
     Ok(report)
 }
 
 /// `ingest` of one origin's checked run (see `CheckedRun`): the same checks and writes,
-/// without hashing the entries or verifying their signatures again. A run that does not
-/// continue its origin's feed exactly goes the way of any entries.
-pub fn ingest_checked(ctx: &mut Ctx<'_>, run: CheckedRun) -> Result<IngestReport, StoreError> {
+/// without hashing the entries or verifying their signatures again, and with the bytes
+/// to store made already (`CheckedRun::stored_encodings`), used if the whole run is
+/// taken. A run that does not continue its origin's feed exactly goes the way of any
+/// entries.
+pub fn ingest_checked(
+    ctx: &mut Ctx<'_>,
+    run: CheckedRun,
+    stored: Vec<Vec<u8>>,
+) -> Result<IngestReport, StoreError> {
     let Some(first) = run.entries().first() else {
         return Ok(IngestReport::default());
     };
@@ -91,9 +97,11 @@ pub fn ingest_checked(ctx: &mut Ctx<'_>, run: CheckedRun) -> Result<IngestReport
     }
     let check = check_checked_run(head, &ctx.node.membership, &run);
     let mut fresh = run.into_entries();
+    // A run cut short ends at another entry, whose signature is kept: encode it afresh.
+    let stored = (check.accepted == fresh.len()).then_some(stored);
     fresh.truncate(check.accepted);
     thin_signatures(&mut fresh);
-    apply(ctx, &fresh, check.head)?;
+    apply(ctx, &fresh, check.head, stored.as_deref())?;
     Ok(IngestReport {
         applied: fresh.len(),
         duplicates: 0,
@@ -112,24 +120,31 @@ pub fn append_own(ctx: &mut Ctx<'_>, e: &Entry) -> Result<Result<(), EntryError>
     if let Err(refusal) = check_authority(&ctx.node.membership, e) {
         return Ok(Err(refusal));
     }
-    apply(ctx, std::slice::from_ref(e), e.head())?;
+    apply(ctx, std::slice::from_ref(e), e.head(), None)?;
     Ok(Ok(()))
 }
 
 /// Writes checked consecutive entries of one origin, which end at `head`: views, feed,
-/// head, clock and version vector.
-fn apply(ctx: &mut Ctx<'_>, entries: &[Entry], head: FeedHead) -> Result<(), StoreError> {
+/// head, clock and version vector. `stored`: each entry's bytes, if made already.
+fn apply(
+    ctx: &mut Ctx<'_>,
+    entries: &[Entry],
+    head: FeedHead,
+    stored: Option<&[Vec<u8>]>,
+) -> Result<(), StoreError> {
     let Some(first) = entries.first() else {
         return Ok(());
     };
     let origin = first.origin;
     let now = ctx.node.clock.now_ms();
-    for e in entries {
+    for (i, e) in entries.iter().enumerate() {
         ctx.tables
             .fold(&mut ctx.docs, &mut ctx.node.membership, e, now)?;
-        ctx.tables
-            .feeds
-            .insert(&schema::entry_key(&origin, e.seq), e.encode().as_slice())?;
+        let key = schema::entry_key(&origin, e.seq);
+        match stored.and_then(|s| s.get(i)) {
+            Some(bytes) => ctx.tables.feeds.insert(&key, bytes.as_slice())?,
+            None => ctx.tables.feeds.insert(&key, e.encode().as_slice())?,
+        };
         ctx.node.hlc.observe(e.hlc, now);
     }
     ctx.tables
