@@ -171,6 +171,7 @@ fn a_v4_store_gets_its_refunds_charged_on_open() {
             .unwrap();
     }
     assert!(txn.delete_table(REFUNDS_WAITING).unwrap());
+    as_v9_ledger(&txn);
     txn.commit().unwrap();
     drop(db);
 

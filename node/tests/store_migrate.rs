@@ -32,7 +32,11 @@ fn as_schema(path: &Path, version: u32, edit: impl FnOnce(&redb::WriteTransactio
 /// Turns a current file into what schema v1 wrote: the same tables but no index of
 /// blocked cards.
 fn make_v1(path: &Path) {
-    as_schema(path, 1, |txn| assert!(txn.delete_table(BLOCKED).unwrap()));
+    as_schema(path, 1, |txn| {
+        as_v9_ledger(txn);
+        assert!(txn.delete_table(BLOCKED).unwrap());
+        assert!(txn.delete_table(CARD_COUNTERS).unwrap());
+    });
 }
 
 #[test]
@@ -173,6 +177,7 @@ fn a_v2_store_gets_its_card_counters_indexed_on_open() {
         .unwrap();
     drop(store);
     as_schema(&path, 2, |txn| {
+        as_v9_ledger(txn);
         assert!(txn.delete_table(CARD_COUNTERS).unwrap());
         assert!(txn.delete_table(INTENTS).unwrap());
         assert!(txn.delete_table(PENDING_INTENTS).unwrap());
@@ -221,6 +226,7 @@ fn a_v6_store_gets_its_cards_spending_per_day_summed_on_open() {
     assert_eq!(before.0, (Money::from_fen(750), 2));
     drop(store);
     as_schema(&path, 6, |txn| {
+        as_v9_ledger(txn);
         assert!(txn.delete_table(CARD_DAYS).unwrap())
     });
 
@@ -275,6 +281,7 @@ fn a_v7_store_gets_its_card_histories_split_into_rows_on_open() {
     drop(store);
     // A v7 history was one value: its links, then its marks without the walk.
     as_schema(&path, 7, |txn| {
+        as_v9_ledger(txn);
         assert!(txn.delete_table(CARD_HISTORY).unwrap());
         let mut chains = txn.open_table(CARD_CHAINS).unwrap();
         for (n, value) in [1, 2].into_iter().zip(&old) {
@@ -322,6 +329,7 @@ fn a_v8_store_loses_its_ledger_by_terminal_and_still_answers_by_terminal() {
     assert_eq!(before.len(), 3);
     drop(store);
     as_schema(&path, 8, |txn| {
+        as_v9_ledger(txn);
         // What v8 held: one key per transaction, whatever it pointed at.
         let mut old = txn.open_table(LEDGER_BY_TERMINAL_DAY).unwrap();
         for n in 0..3u8 {
@@ -349,4 +357,43 @@ fn a_v8_store_loses_its_ledger_by_terminal_and_still_answers_by_terminal() {
         txn.open_table(LEDGER_BY_TERMINAL_DAY).is_err(),
         "the old table is gone"
     );
+}
+
+#[test]
+fn a_v9_store_gets_its_ledger_keyed_by_card_counter_on_open() {
+    use cardmesh_model::body::CounterSpace;
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let (path, store) = store_with_purchases(&net, dir.path());
+    // Counter 1 of card 1 again with other contents: a clone, which the ledger keeps too.
+    store
+        .append_local(purchase(net.site_of(1), asn(1), 1, 300))
+        .unwrap();
+    let history = store.card_history(&asn(1)).unwrap();
+    assert_eq!(history.len(), 3);
+    let counter = |store: &Store, n| {
+        store
+            .counter_entry(&asn(1), CounterSpace::Offline, n)
+            .unwrap()
+            .map(|e| e.entry_ref())
+    };
+    let first_of_1 = counter(&store, 1);
+    assert_eq!(first_of_1, Some(history[1].entry_ref()));
+    drop(store);
+    as_schema(&path, 9, as_v9_ledger);
+
+    let store = Store::open(&path, net.keys[1].clone(), TestClock::new(0)).unwrap();
+    assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION);
+    assert_eq!(store.card_history(&asn(1)).unwrap(), history);
+    assert_eq!(counter(&store, 1), first_of_1);
+    assert_eq!(counter(&store, 0), Some(history[0].entry_ref()));
+    assert_eq!(counter(&store, 2), None);
+    store.verify_views().unwrap();
+    drop(store);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    for old in ["ledger_by_card", "card_counters"] {
+        let table: TableDefinition<&[u8], &[u8]> = TableDefinition::new(old);
+        assert!(txn.open_table(table).is_err(), "{old} is gone");
+    }
 }

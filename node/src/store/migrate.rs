@@ -8,9 +8,8 @@
 use super::error::StoreError;
 use super::reports::ReportTables;
 use super::schema::{
-    self, BLACKLIST, BLOCKED, CARD_COUNTERS, CARD_DAYS, CARD_HISTORY, CERTS, DOC_CHANGES, DOCS,
-    FEEDS, INTENTS, LEDGER_BY_CARD, META, META_SCHEMA, PENDING_INTENTS, REPORT_ROWS, REPORT_TOTALS,
-    SCHEMA_VERSION,
+    self, BLACKLIST, BLOCKED, CARD_DAYS, CARD_HISTORY, CERTS, DOC_CHANGES, DOCS, FEEDS, INTENTS,
+    LEDGER_BY_CARD, META, META_SCHEMA, PENDING_INTENTS, REPORT_ROWS, REPORT_TOTALS, SCHEMA_VERSION,
 };
 use cardmesh_model::CardAsn;
 use cardmesh_model::blacklist::CardBlocks;
@@ -23,7 +22,7 @@ type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes a file from schema version `i + 1` to `i + 2`.
 const MIGRATIONS: [Migration; (SCHEMA_VERSION - 1) as usize] = [
-    v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8, v8_to_v9,
+    v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8, v8_to_v9, v9_to_v10,
 ];
 
 /// Brings the file to the current schema; returns the version it was found at.
@@ -198,7 +197,7 @@ fn v5_to_v6(txn: &WriteTransaction) -> Result<(), StoreError> {
 
 /// v7 adds each card's spending per business day, summed from the ledger as it stands.
 fn v6_to_v7(txn: &WriteTransaction) -> Result<(), StoreError> {
-    let ledger = txn.open_table(LEDGER_BY_CARD)?;
+    let ledger = txn.open_table(LEDGER_BY_CARD_V9)?;
     let feeds = txn.open_table(FEEDS)?;
     let mut days: BTreeMap<[u8; 12], (i64, u32)> = BTreeMap::new();
     for row in ledger.iter()? {
@@ -257,5 +256,32 @@ const LEDGER_BY_TERMINAL_DAY: TableDefinition<&[u8; 62], ()> =
 /// (`Store::terminal_ledger`), and every transaction folded costs one insert less.
 fn v8_to_v9(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.delete_table(LEDGER_BY_TERMINAL_DAY)?;
+    Ok(())
+}
+
+/// Before v10: (card, hlc, origin, seq), card transactions by card.
+const LEDGER_BY_CARD_V9: TableDefinition<&[u8; 60], ()> = TableDefinition::new("ledger_by_card");
+/// Before v10: (card, counter space, counter) -> the first entry logged with the counter.
+const CARD_COUNTERS: TableDefinition<&[u8; 11], &[u8; 40]> = TableDefinition::new("card_counters");
+
+/// v10 keys the ledger by card by the card counter too, so that a counter's entries are
+/// a prefix of it and the table of each counter's first entry, one more insert per
+/// transaction, goes.
+fn v9_to_v10(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let old = txn.open_table(LEDGER_BY_CARD_V9)?;
+    let feeds = txn.open_table(FEEDS)?;
+    let mut ledger = txn.open_table(LEDGER_BY_CARD)?;
+    for row in old.iter()? {
+        let at = schema::index_tail(row?.0.value());
+        let e = schema::indexed_entry(&feeds, &schema::entry_key(&at.origin, at.seq))?;
+        let t = e
+            .body
+            .card_txn()
+            .ok_or_else(|| StoreError::corrupt("the ledger by card names a non-card entry"))?;
+        ledger.insert(&schema::card_key(t, e.hlc, &at), ())?;
+    }
+    drop(old);
+    txn.delete_table(LEDGER_BY_CARD_V9)?;
+    txn.delete_table(CARD_COUNTERS)?;
     Ok(())
 }

@@ -464,7 +464,10 @@ impl Store {
     /// A card's transactions, in HLC order.
     pub fn card_history(&self, asn: &CardAsn) -> Result<Vec<Entry>, StoreError> {
         let (lo, hi) = card_range(asn);
-        self.indexed(LEDGER_BY_CARD, &lo, &hi)
+        let mut entries = self.indexed(LEDGER_BY_CARD, &lo, &hi)?;
+        // The index orders them by counter first.
+        entries.sort_by_key(|e| (e.hlc, e.entry_ref()));
+        Ok(entries)
     }
 
     /// What a card spent on one business day, and in how many operations (purchases and
@@ -538,7 +541,8 @@ impl Store {
         Ok(out)
     }
 
-    /// The card transaction logged with one card counter, if any.
+    /// The card transaction logged with one card counter, if any: the earliest by
+    /// (HLC, origin, seq) if a clone used the counter too.
     pub fn counter_entry(
         &self,
         asn: &CardAsn,
@@ -546,15 +550,14 @@ impl Store {
         counter: u16,
     ) -> Result<Option<Entry>, StoreError> {
         let txn = self.read()?;
-        let counters = txn.open_table(CARD_COUNTERS)?;
-        let Some(at) = counters.get(&counter_key(asn, space, counter))? else {
+        let ledger = txn.open_table(LEDGER_BY_CARD)?;
+        let (lo, hi) = card_counter_range(&counter_key(asn, space, counter));
+        let Some(row) = ledger.range::<&[u8; 63]>(&lo..=&hi)?.next() else {
             return Ok(None);
         };
+        let at = index_tail(row?.0.value());
         let feeds = txn.open_table(FEEDS)?;
-        let bytes = feeds
-            .get(at.value())?
-            .ok_or_else(|| StoreError::corrupt("a card counter names a missing entry"))?;
-        decode_entry(bytes.value()).map(Some)
+        indexed_entry(&feeds, &entry_key(&at.origin, at.seq)).map(Some)
     }
 
     /// Alarm entries, oldest origin and sequence first, at most `limit`.

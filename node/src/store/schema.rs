@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 /// The schema this build writes. Older files are migrated on open (see `migrate`).
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// Identity and bookkeeping: schema version, this node's id, its certificate and HQ's,
 /// the last HLC issued.
@@ -43,8 +43,14 @@ pub const BLACKLIST: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("bl
 pub const BLOCKED: TableDefinition<&[u8; 8], ()> = TableDefinition::new("blocked");
 /// card -> `CardRecord`: the card registry fold.
 pub const CARDS: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("cards");
-/// (card, hlc, origin, seq): card transactions by card, in HLC order.
-pub const LEDGER_BY_CARD: TableDefinition<&[u8; 60], ()> = TableDefinition::new("ledger_by_card");
+/// (card, counter space, counter, hlc, origin, seq): card transactions by card and the
+/// card counter they used (`NO_COUNTER` for those that use none), so that the entries
+/// of one counter are a prefix, the earliest first. Since schema v10; before it, (card,
+/// hlc, origin, seq) beside a table of each counter's first entry.
+pub const LEDGER_BY_CARD: TableDefinition<&[u8; 63], ()> =
+    TableDefinition::new("ledger_by_card_counter");
+/// The counter-space byte of a `LEDGER_BY_CARD` key whose transaction uses no counter.
+pub const NO_COUNTER: u8 = 2;
 /// (site, business day, hlc, origin, seq): card transactions by site and day.
 pub const LEDGER_BY_SITE_DAY: TableDefinition<&[u8; 88], ()> =
     TableDefinition::new("ledger_by_site_day");
@@ -62,10 +68,6 @@ pub const DOCS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("docs");
 pub const DOC_CHANGES: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("doc_changes");
 /// terminal -> the last sequence number reserved for it.
 pub const TERM_SEQ: TableDefinition<&[u8; 6], u32> = TableDefinition::new("terminal_seq");
-/// (card, counter space, counter) -> (origin, seq) of the first card transaction logged
-/// with that counter. Since schema v3: one card counter is one transaction.
-pub const CARD_COUNTERS: TableDefinition<&[u8; 11], &[u8; 40]> =
-    TableDefinition::new("card_counters");
 /// (origin, seq) of an intent -> its state (`INTENT_*`). Since schema v3.
 pub const INTENTS: TableDefinition<&[u8; 40], u8> = TableDefinition::new("intents");
 pub const INTENT_PENDING: u8 = 0;
@@ -131,7 +133,6 @@ pub fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(GREY_OPEN)?;
     txn.open_table(SETTLEMENTS)?;
     txn.open_table(REFUNDS_WAITING)?;
-    txn.open_table(CARD_COUNTERS)?;
     txn.open_table(INTENTS)?;
     txn.open_table(PENDING_INTENTS)?;
     Ok(())
@@ -185,13 +186,35 @@ pub fn index_tail(k: &[u8]) -> EntryRef {
     parse_entry_key(&k[k.len() - 40..])
 }
 
-/// The ledger-by-card key of one transaction, and the range of one card's keys.
-pub fn card_key(asn: &CardAsn, hlc: Hlc, at: &EntryRef) -> [u8; 60] {
-    with_tail(&asn.0, hlc, at)
+/// The ledger-by-card key of one transaction, the range of one card's keys, and the
+/// range of the keys of one card counter (`counter_key`).
+pub fn card_key(t: &CardTxn, hlc: Hlc, at: &EntryRef) -> [u8; 63] {
+    let prefix = match t.kind.counter_space() {
+        Some(space) => counter_key(&t.asn, space, t.card_counter),
+        None => {
+            let mut k = [0; 11];
+            k[..8].copy_from_slice(&t.asn.0);
+            k[8] = NO_COUNTER;
+            k
+        }
+    };
+    with_tail(&prefix, hlc, at)
 }
 
-pub fn card_range(asn: &CardAsn) -> ([u8; 60], [u8; 60]) {
-    prefix_range(&asn.0)
+pub fn card_range(asn: &CardAsn) -> ([u8; 63], [u8; 63]) {
+    padded_range(&asn.0)
+}
+
+pub fn card_counter_range(counter: &[u8; 11]) -> ([u8; 63], [u8; 63]) {
+    prefix_range(counter)
+}
+
+/// The hlc in a `LEDGER_BY_CARD` key.
+pub fn card_key_hlc(k: &[u8; 63]) -> Hlc {
+    Hlc::new(
+        u64::from_be_bytes(k[11..19].try_into().expect("8 bytes")),
+        u32::from_be_bytes(k[19..23].try_into().expect("4 bytes")),
+    )
 }
 
 pub fn card_day_key(asn: &CardAsn, day: BusinessDay) -> [u8; 12] {
@@ -253,7 +276,8 @@ fn padded_range<const N: usize>(prefix: &[u8]) -> ([u8; N], [u8; N]) {
     (lo, hi)
 }
 
-/// The key of one card counter.
+/// The key of one card counter: its `CARD_HISTORY` link's, and the prefix of the
+/// `LEDGER_BY_CARD` keys of the transactions that used it.
 pub fn counter_key(asn: &CardAsn, space: CounterSpace, counter: u16) -> [u8; 11] {
     let mut k = [0; 11];
     k[..8].copy_from_slice(&asn.0);
@@ -277,7 +301,7 @@ pub fn card_history_range(asn: &CardAsn) -> ([u8; 11], [u8; 11]) {
     padded_range(&asn.0)
 }
 
-/// The counter a `CARD_HISTORY` or `CARD_COUNTERS` key names; `None` for the marks row.
+/// The counter a `CARD_HISTORY` key names; `None` for the marks row.
 pub fn parse_counter_key(k: &[u8; 11]) -> Option<(CounterSpace, u16)> {
     let space = match k[8] {
         0 => CounterSpace::Online,

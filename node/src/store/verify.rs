@@ -124,13 +124,12 @@ pub fn verify(txn: &ReadTransaction, hq_cert: &Certificate) -> Result<(), StoreE
     )?;
 
     let mut ledger: BTreeMap<CardAsn, BTreeSet<(Hlc, EntryRef)>> = BTreeMap::new();
+    let mut stored_card = BTreeSet::new();
     for row in txn.open_table(LEDGER_BY_CARD)?.iter()? {
         let key = *row?.0.value();
+        stored_card.insert(key);
         let asn = CardAsn(key[..8].try_into().expect("8-byte card number"));
-        let hlc = Hlc::new(
-            u64::from_be_bytes(key[8..16].try_into().expect("8 bytes")),
-            u32::from_be_bytes(key[16..20].try_into().expect("4 bytes")),
-        );
+        let hlc = card_key_hlc(&key);
         ledger
             .entry(asn)
             .or_default()
@@ -138,11 +137,12 @@ pub fn verify(txn: &ReadTransaction, hq_cert: &Certificate) -> Result<(), StoreE
     }
     same("ledger by card", &ledger, &views.ledger)?;
 
-    let mut by_site = BTreeSet::new();
+    let (mut by_card, mut by_site) = (BTreeSet::new(), BTreeSet::new());
     let mut days: BTreeMap<[u8; 12], (i64, u32)> = BTreeMap::new();
     let by_ref: BTreeMap<EntryRef, &Entry> = entries().map(|e| (e.entry_ref(), e)).collect();
     for (hlc, at) in views.ledger.values().flatten() {
         if let Some(t) = by_ref.get(at).and_then(|e| e.body.card_txn()) {
+            by_card.insert(card_key(t, *hlc, at));
             by_site.insert(site_day_key(&t.site, t.business_day, *hlc, at));
             tally_card_day(&mut days, t);
         }
@@ -156,6 +156,9 @@ pub fn verify(txn: &ReadTransaction, hq_cert: &Certificate) -> Result<(), StoreE
     let mut stored_site = BTreeSet::new();
     for row in txn.open_table(LEDGER_BY_SITE_DAY)?.iter()? {
         stored_site.insert(*row?.0.value());
+    }
+    if stored_card != by_card {
+        return Err(differ("the ledger index by card and counter".into()));
     }
     if stored_site != by_site {
         return Err(differ("the ledger index by site and day".into()));

@@ -7,7 +7,7 @@ use super::error::StoreError;
 use super::reports::ReportTables;
 use super::schema::{self, *};
 use cardmesh_model::blacklist::CardBlocks;
-use cardmesh_model::body::{Body, CardTxn, CounterSpace, EntryRef};
+use cardmesh_model::body::{Body, CardTxn, EntryRef};
 use cardmesh_model::registry::{CardRecord, Stamp};
 use cardmesh_model::{Entry, FeedHead, Hlc, Membership, NodeId};
 use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
@@ -22,7 +22,7 @@ pub struct Tables<'t> {
     pub blacklist: Table<'t, &'static [u8; 8], &'static [u8]>,
     pub blocked: Table<'t, &'static [u8; 8], ()>,
     pub cards: Table<'t, &'static [u8; 8], &'static [u8]>,
-    pub by_card: Table<'t, &'static [u8; 60], ()>,
+    pub by_card: Table<'t, &'static [u8; 63], ()>,
     pub by_site_day: Table<'t, &'static [u8; 88], ()>,
     pub card_days: Table<'t, &'static [u8; 12], (i64, u32)>,
     pub alarms: Table<'t, &'static [u8; 40], ()>,
@@ -32,7 +32,6 @@ pub struct Tables<'t> {
     pub term_seq: Table<'t, &'static [u8; 6], u32>,
     pub config: Table<'t, &'static str, &'static [u8]>,
     pub reports: ReportTables<'t>,
-    pub card_counters: Table<'t, &'static [u8; 11], &'static [u8; 40]>,
     pub intents: Table<'t, &'static [u8; 40], u8>,
     pub pending_intents: Table<'t, &'static [u8; 51], ()>,
 }
@@ -58,7 +57,6 @@ impl<'t> Tables<'t> {
             term_seq: txn.open_table(TERM_SEQ)?,
             config: txn.open_table(CONFIG)?,
             reports: ReportTables::open(txn)?,
-            card_counters: txn.open_table(CARD_COUNTERS)?,
             intents: txn.open_table(INTENTS)?,
             pending_intents: txn.open_table(PENDING_INTENTS)?,
         })
@@ -100,7 +98,7 @@ impl<'t> Tables<'t> {
         at: &EntryRef,
         add: bool,
     ) -> Result<(), StoreError> {
-        let by_card = schema::card_key(&t.asn, hlc, at);
+        let by_card = schema::card_key(t, hlc, at);
         let by_site = schema::site_day_key(&t.site, t.business_day, hlc, at);
         if add {
             self.by_card.insert(&by_card, ())?;
@@ -133,38 +131,12 @@ impl<'t> Tables<'t> {
             return Ok(false);
         };
         let counter = schema::counter_key(&t.asn, space, t.card_counter);
-        // Nearly every counter is new: one insert both claims it and says whether another
-        // entry held it first, which then gets it back.
-        let mine = schema::entry_key(&at.origin, at.seq);
-        let held = self
-            .card_counters
-            .insert(&counter, &mine)?
-            .map(|v| *v.value());
-        if let Some(first) = &held {
-            self.card_counters.insert(&counter, first)?;
-        }
-        let twin = match held {
-            None => None,
-            Some(held) => {
-                let first = schema::indexed_entry(&self.feeds, &held)?;
-                if first.body.card_txn().is_some_and(|f| f.same_transaction(t)) {
-                    Some(first)
-                } else {
-                    // A clone used this counter too: the twin, if any, is another of
-                    // the card's entries. Rare, so a scan of the card's ledger.
-                    self.ledger_twin(t, space)?
-                }
-            }
-        };
-        if let Some(twin) = twin {
+        if let Some(twin) = self.counter_twin(t, &counter)? {
             let twin_at = twin.entry_ref();
             if (e.hlc, at) < (twin.hlc, twin_at) {
                 let twin_txn = twin.body.card_txn().expect("a ledger entry");
                 self.index_txn(twin_txn, twin.hlc, &twin_at, false)?;
                 self.index_txn(t, e.hlc, &at, true)?;
-                if held == Some(schema::entry_key(&twin_at.origin, twin_at.seq)) {
-                    self.card_counters.insert(&counter, &mine)?;
-                }
             }
             return Ok(true);
         }
@@ -173,20 +145,27 @@ impl<'t> Tables<'t> {
         Ok(false)
     }
 
-    /// The card's ledger entry holding the same transaction as `t`, if any.
-    fn ledger_twin(&self, t: &CardTxn, space: CounterSpace) -> Result<Option<Entry>, StoreError> {
-        let (lo, hi) = schema::card_range(&t.asn);
-        for row in self.by_card.range::<&[u8; 60]>(&lo..=&hi)? {
+    /// The ledger entry holding the same transaction as `t` on its card counter, if any.
+    /// Nearly every counter has no entry yet, and a clone's has one or two.
+    fn counter_twin(&self, t: &CardTxn, counter: &[u8; 11]) -> Result<Option<Entry>, StoreError> {
+        let (lo, hi) = schema::card_counter_range(counter);
+        for row in self.by_card.range::<&[u8; 63]>(&lo..=&hi)? {
             let at = schema::index_tail(row?.0.value());
             let e = schema::indexed_entry(&self.feeds, &schema::entry_key(&at.origin, at.seq))?;
-            if let Some(held) = e.body.card_txn()
-                && held.kind.counter_space() == Some(space)
-                && held.same_transaction(t)
+            if e.body
+                .card_txn()
+                .is_some_and(|held| held.same_transaction(t))
             {
                 return Ok(Some(e));
             }
         }
         Ok(None)
+    }
+
+    /// Whether the ledger holds an entry that used `counter`.
+    fn counter_used(&self, counter: &[u8; 11]) -> Result<bool, StoreError> {
+        let (lo, hi) = schema::card_counter_range(counter);
+        Ok(self.by_card.range::<&[u8; 63]>(&lo..=&hi)?.next().is_some())
     }
 
     /// Folds one accepted entry into the views, as `Replica::fold` does, and into the
@@ -239,7 +218,7 @@ impl<'t> Tables<'t> {
                     .map(|space| schema::counter_key(&t.asn, space, t.card_counter));
                 let resolved = self.intents.get(&key)?.is_some()
                     || match &counter {
-                        Some(c) => self.card_counters.get(c)?.is_some(),
+                        Some(c) => self.counter_used(c)?,
                         None => true,
                     };
                 if resolved {

@@ -183,3 +183,36 @@ pub fn holder(card: CardAsn, name: &str) -> Body {
         })),
     })
 }
+
+/// Rewrites a closed current file's ledger by card as schema v3 to v9 kept it, written
+/// by hand as it was: keyed (card, hlc, origin, seq), beside a table of each card
+/// counter's first entry. For tests that make a file of an older schema.
+pub fn as_v9_ledger(txn: &redb::WriteTransaction) {
+    use redb::{ReadableTable, TableDefinition};
+    const NOW: TableDefinition<&[u8; 63], ()> = TableDefinition::new("ledger_by_card_counter");
+    const OLD: TableDefinition<&[u8; 60], ()> = TableDefinition::new("ledger_by_card");
+    const COUNTERS: TableDefinition<&[u8; 11], &[u8; 40]> = TableDefinition::new("card_counters");
+    let keys: Vec<[u8; 63]> = txn
+        .open_table(NOW)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|row| *row.unwrap().0.value())
+        .collect();
+    let mut old = txn.open_table(OLD).unwrap();
+    let mut counters = txn.open_table(COUNTERS).unwrap();
+    // Now: card (8), counter space (1; 2 for none), counter (2), hlc (12), entry (40).
+    for k in keys {
+        let mut v9 = [0; 60];
+        v9[..8].copy_from_slice(&k[..8]);
+        v9[8..].copy_from_slice(&k[11..]);
+        old.insert(&v9, ()).unwrap();
+        let counter: [u8; 11] = k[..11].try_into().unwrap();
+        if k[8] != 2 && counters.get(&counter).unwrap().is_none() {
+            let entry: [u8; 40] = k[23..].try_into().unwrap();
+            counters.insert(&counter, &entry).unwrap();
+        }
+    }
+    drop((old, counters));
+    assert!(txn.delete_table(NOW).unwrap());
+}
