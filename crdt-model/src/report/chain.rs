@@ -256,7 +256,8 @@ enum Plan {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NeedsHistory;
 
-fn digest(t: &CardTxn) -> Hash {
+/// What tells two logs of one operation from a clone's: the hash of the whole operation.
+pub fn txn_digest(t: &CardTxn) -> Hash {
     Hash::of(&postcard::to_stdvec(t).expect("serializing to a Vec cannot fail"))
 }
 
@@ -290,9 +291,22 @@ impl CardChain {
         hlc: Hlc,
         t: &CardTxn,
     ) -> Result<Vec<Anomaly>, NeedsHistory> {
+        self.try_apply_digested(at, hlc, t, txn_digest(t))
+    }
+
+    /// `try_apply` with `t`'s [`txn_digest`] made already (a bulk load makes it on the
+    /// thread that reads the entries, beside the one that folds them).
+    pub fn try_apply_digested(
+        &mut self,
+        at: EntryRef,
+        hlc: Hlc,
+        t: &CardTxn,
+        digest: Hash,
+    ) -> Result<Vec<Anomaly>, NeedsHistory> {
+        debug_assert_eq!(digest, txn_digest(t), "a digest of another operation");
         let link = Link {
             at,
-            digest: digest(t),
+            digest,
             card_time: t.card_time,
             before: t.balance_before,
             after: t.balance_after,

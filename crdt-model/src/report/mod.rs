@@ -15,6 +15,7 @@ pub mod totals;
 
 pub use chain::{
     Anomaly, AnomalyKind, CardChain, ChainMarks, CounterSpace, Link, MarksV7, NeedsHistory, answer,
+    txn_digest,
 };
 pub use locks::stale_locks;
 pub use scope::Scope;

@@ -10,7 +10,8 @@ use cardmesh_model::entry::{
     CheckedRun, check_authority, check_checked_run, check_run, thin_signatures,
 };
 use cardmesh_model::replica::IngestReport;
-use cardmesh_model::{Entry, EntryError, FeedHead, NodeId};
+use cardmesh_model::report;
+use cardmesh_model::{Entry, EntryError, FeedHead, Hash, NodeId};
 use redb::ReadableTable;
 use std::collections::BTreeMap;
 
@@ -72,21 +73,42 @@ pub fn ingest(ctx: &mut Ctx<'_>, entries: Vec<Entry>) -> Result<IngestReport, St
         fresh.truncate(check.accepted);
         thin_signatures(&mut fresh);
         report.applied += fresh.len();
-        apply(ctx, &fresh, check.head, None)?;
+        apply(ctx, &fresh, check.head, Made::NOTHING)?;
         report.rejected.extend(check.error);
     }
     Ok(report)
 }
 
+/// What the thread that checked a run made ahead for the writer, entry by entry.
+pub struct Prepared {
+    /// The bytes to store (`CheckedRun::stored_encodings`), used if the whole run is
+    /// taken.
+    pub stored: Vec<Vec<u8>>,
+    /// Each card operation's `report::txn_digest`.
+    pub digests: Vec<Option<Hash>>,
+}
+
+impl Prepared {
+    pub fn of(run: &CheckedRun) -> Prepared {
+        Prepared {
+            stored: run.stored_encodings(),
+            digests: run
+                .entries()
+                .iter()
+                .map(|e| e.body.card_txn().map(report::txn_digest))
+                .collect(),
+        }
+    }
+}
+
 /// `ingest` of one origin's checked run (see `CheckedRun`): the same checks and writes,
-/// without hashing the entries or verifying their signatures again, and with the bytes
-/// to store made already (`CheckedRun::stored_encodings`), used if the whole run is
-/// taken. A run that does not continue its origin's feed exactly goes the way of any
-/// entries.
+/// without hashing the entries or verifying their signatures again, and with what was
+/// `Prepared` for it. A run that does not continue its origin's feed exactly goes the
+/// way of any entries.
 pub fn ingest_checked(
     ctx: &mut Ctx<'_>,
     run: CheckedRun,
-    stored: Vec<Vec<u8>>,
+    prepared: Prepared,
 ) -> Result<IngestReport, StoreError> {
     let Some(first) = run.entries().first() else {
         return Ok(IngestReport::default());
@@ -98,10 +120,14 @@ pub fn ingest_checked(
     let check = check_checked_run(head, &ctx.node.membership, &run);
     let mut fresh = run.into_entries();
     // A run cut short ends at another entry, whose signature is kept: encode it afresh.
-    let stored = (check.accepted == fresh.len()).then_some(stored);
+    let whole = check.accepted == fresh.len();
+    let made = Made {
+        stored: whole.then_some(prepared.stored.as_slice()),
+        digests: &prepared.digests,
+    };
     fresh.truncate(check.accepted);
     thin_signatures(&mut fresh);
-    apply(ctx, &fresh, check.head, stored.as_deref())?;
+    apply(ctx, &fresh, check.head, made)?;
     Ok(IngestReport {
         applied: fresh.len(),
         duplicates: 0,
@@ -120,17 +146,31 @@ pub fn append_own(ctx: &mut Ctx<'_>, e: &Entry) -> Result<Result<(), EntryError>
     if let Err(refusal) = check_authority(&ctx.node.membership, e) {
         return Ok(Err(refusal));
     }
-    apply(ctx, std::slice::from_ref(e), e.head(), None)?;
+    apply(ctx, std::slice::from_ref(e), e.head(), Made::NOTHING)?;
     Ok(Ok(()))
 }
 
+/// What `apply` may take, entry by entry, instead of making it.
+#[derive(Clone, Copy)]
+struct Made<'a> {
+    stored: Option<&'a [Vec<u8>]>,
+    digests: &'a [Option<Hash>],
+}
+
+impl Made<'_> {
+    const NOTHING: Made<'static> = Made {
+        stored: None,
+        digests: &[],
+    };
+}
+
 /// Writes checked consecutive entries of one origin, which end at `head`: views, feed,
-/// head, clock and version vector. `stored`: each entry's bytes, if made already.
+/// head, clock and version vector.
 fn apply(
     ctx: &mut Ctx<'_>,
     entries: &[Entry],
     head: FeedHead,
-    stored: Option<&[Vec<u8>]>,
+    made: Made<'_>,
 ) -> Result<(), StoreError> {
     let Some(first) = entries.first() else {
         return Ok(());
@@ -138,10 +178,11 @@ fn apply(
     let origin = first.origin;
     let now = ctx.node.clock.now_ms();
     for (i, e) in entries.iter().enumerate() {
+        let digest = made.digests.get(i).copied().flatten();
         ctx.tables
-            .fold(&mut ctx.docs, &mut ctx.node.membership, e, now)?;
+            .fold(&mut ctx.docs, &mut ctx.node.membership, e, digest, now)?;
         let key = schema::entry_key(&origin, e.seq);
-        match stored.and_then(|s| s.get(i)) {
+        match made.stored.and_then(|s| s.get(i)) {
             Some(bytes) => ctx.tables.feeds.insert(&key, bytes.as_slice())?,
             None => ctx.tables.feeds.insert(&key, e.encode().as_slice())?,
         };

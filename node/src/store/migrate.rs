@@ -126,7 +126,7 @@ fn v3_to_v4(txn: &WriteTransaction) -> Result<(), StoreError> {
             continue;
         };
         let site = schema::decode_cert(cert.value())?.site;
-        if let Err(why) = reports.fold(&e, &site, e.hlc.millis, (&docs, &changes))? {
+        if let Err(why) = reports.fold(&e, None, &site, e.hlc.millis, (&docs, &changes))? {
             tracing::warn!(entry = ?e.entry_ref(), %why, "entry left out of the reports");
         }
     }

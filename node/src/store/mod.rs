@@ -314,10 +314,10 @@ impl Store {
     /// caller's thread): the writer checks only where it meets the feed and whether
     /// its writer may write it.
     pub fn ingest_run_queued(&self, run: CheckedRun) -> Result<Queued<IngestReport>, StoreError> {
-        let stored = run.stored_encodings();
+        let prepared = ingest::Prepared::of(&run);
         self.inner
             .writer
-            .submit(move |ctx| Ok(Ok(ingest::ingest_checked(ctx, run, stored)?)))
+            .submit(move |ctx| Ok(Ok(ingest::ingest_checked(ctx, run, prepared)?)))
     }
 
     /// Installs a certificate that came by file, in a sync hello or with a stick

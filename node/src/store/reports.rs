@@ -13,7 +13,7 @@ use cardmesh_model::report::{
     self, Anomaly, AnomalyKind, CardChain, ChainMarks, Dim, Link, NeedsHistory, RowKey, Totals,
 };
 use cardmesh_model::settlement::SettlementRecord;
-use cardmesh_model::{BusinessDay, CardAsn, Entry, Hlc, MerchantId, SiteId};
+use cardmesh_model::{BusinessDay, CardAsn, Entry, Hash, Hlc, MerchantId, SiteId};
 use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -181,11 +181,13 @@ impl<'t> ReportTables<'t> {
         Ok(self.all_held.as_mut().expect("held just above"))
     }
 
-    /// Folds one accepted entry, written by a node of `site`, received at `now_ms`.
+    /// Folds one accepted entry, written by a node of `site`, received at `now_ms`;
+    /// `digest` is its card operation's `report::txn_digest` if made already.
     /// `Ok(Err(why))`: the entry's amounts overflow a report row; nothing was changed.
     pub fn fold(
         &mut self,
         e: &Entry,
+        digest: Option<Hash>,
         site: &SiteId,
         now_ms: u64,
         docs: (
@@ -231,7 +233,7 @@ impl<'t> ReportTables<'t> {
         self.touch(about, e.hlc, now_ms)?;
         match &e.body {
             Body::Card(t) | Body::Completion(cardmesh_model::body::Completion { txn: t, .. }) => {
-                self.fold_card(e, t)?
+                self.fold_card(e, t, digest)?
             }
             Body::Settlement(r) => {
                 self.settlements.insert(
@@ -356,6 +358,7 @@ impl<'t> ReportTables<'t> {
         &mut self,
         e: &Entry,
         t: &cardmesh_model::body::CardTxn,
+        digest: Option<Hash>,
     ) -> Result<(), StoreError> {
         let counter = t.kind.counter_space().map(|space| (space, t.card_counter));
         let marks_before: ChainMarks = match self.history.get(&schema::chain_marks_key(&t.asn))? {
@@ -377,7 +380,8 @@ impl<'t> ReportTables<'t> {
             marks_before.clone(),
         );
         let open_before = chain.open_locks();
-        let found = match chain.try_apply(e.entry_ref(), e.hlc, t) {
+        let digest = digest.unwrap_or_else(|| report::txn_digest(t));
+        let found = match chain.try_apply_digested(e.entry_ref(), e.hlc, t, digest) {
             Ok(found) => found,
             Err(NeedsHistory) => {
                 chain = load_chain(&self.history, &t.asn)?.unwrap_or_default();

@@ -9,7 +9,7 @@ use super::schema::{self, *};
 use cardmesh_model::blacklist::CardBlocks;
 use cardmesh_model::body::{Body, CardTxn, EntryRef};
 use cardmesh_model::registry::{CardRecord, Stamp};
-use cardmesh_model::{Entry, FeedHead, Hlc, Membership, NodeId};
+use cardmesh_model::{Entry, FeedHead, Hash, Hlc, Membership, NodeId};
 use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
 /// Every table of the store, open for writing in one transaction.
@@ -169,12 +169,14 @@ impl<'t> Tables<'t> {
     }
 
     /// Folds one accepted entry into the views, as `Replica::fold` does, and into the
-    /// report views (received at `now_ms`).
+    /// report views (received at `now_ms`). `digest`: its card operation's
+    /// `report::txn_digest`, if made already.
     pub fn fold(
         &mut self,
         docs: &mut DocCache,
         membership: &mut Membership,
         e: &Entry,
+        digest: Option<Hash>,
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let duplicate = match e.body.card_txn() {
@@ -186,9 +188,9 @@ impl<'t> Tables<'t> {
             .map(|m| m.cert.site.clone());
         if let Ok(site) = &site
             && !duplicate
-            && let Err(why) = self
-                .reports
-                .fold(e, site, now_ms, (&self.docs, &self.doc_changes))?
+            && let Err(why) =
+                self.reports
+                    .fold(e, digest, site, now_ms, (&self.docs, &self.doc_changes))?
         {
             tracing::warn!(entry = ?e.entry_ref(), %why, "entry left out of the reports");
         }
