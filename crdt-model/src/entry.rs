@@ -214,8 +214,9 @@ impl CheckedRun {
     }
 
     /// Each entry's bytes as a replica that takes the whole run stores them: encoded
-    /// with only the signatures [`thin_signatures`] keeps. Made where the run was
-    /// checked, so that the replica's writer need not encode what it applies.
+    /// with only the signatures [`thin_signatures`] keeps. Made by whoever hands the run
+    /// to a replica, on its own thread, so that the replica's writer need not encode
+    /// what it applies.
     pub fn stored_encodings(&self) -> Vec<Vec<u8>> {
         let last = self.entries.len().saturating_sub(1);
         self.entries

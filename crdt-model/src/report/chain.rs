@@ -294,8 +294,8 @@ impl CardChain {
         self.try_apply_digested(at, hlc, t, txn_digest(t))
     }
 
-    /// `try_apply` with `t`'s [`txn_digest`] made already (a bulk load makes it on the
-    /// thread that reads the entries, beside the one that folds them).
+    /// `try_apply` with `t`'s [`txn_digest`] made already (a bulk load makes it on a
+    /// thread of its own, beside the one that folds).
     pub fn try_apply_digested(
         &mut self,
         at: EntryRef,

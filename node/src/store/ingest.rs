@@ -79,7 +79,8 @@ pub fn ingest(ctx: &mut Ctx<'_>, entries: Vec<Entry>) -> Result<IngestReport, St
     Ok(report)
 }
 
-/// What the thread that checked a run made ahead for the writer, entry by entry.
+/// What the caller that queues a checked run makes ahead for the writer, entry by entry,
+/// on its own thread.
 pub struct Prepared {
     /// The bytes to store (`CheckedRun::stored_encodings`), used if the whole run is
     /// taken.
