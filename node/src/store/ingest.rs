@@ -73,7 +73,7 @@ pub fn ingest(ctx: &mut Ctx<'_>, entries: Vec<Entry>) -> Result<IngestReport, St
         fresh.truncate(check.accepted);
         thin_signatures(&mut fresh);
         report.applied += fresh.len();
-        apply(ctx, &fresh, check.head, Made::NOTHING)?;
+        apply(ctx, &fresh, check.head, None)?;
         report.rejected.extend(check.error);
     }
     Ok(report)
@@ -82,11 +82,11 @@ pub fn ingest(ctx: &mut Ctx<'_>, entries: Vec<Entry>) -> Result<IngestReport, St
 /// What the caller that queues a checked run makes ahead for the writer, entry by entry,
 /// on its own thread.
 pub struct Prepared {
-    /// The bytes to store (`CheckedRun::stored_encodings`), used if the whole run is
-    /// taken.
-    pub stored: Vec<Vec<u8>>,
+    /// The bytes to store (`CheckedRun::stored_encodings`), kept only if the whole run
+    /// is taken.
+    stored: Vec<Vec<u8>>,
     /// Each card operation's `report::txn_digest`.
-    pub digests: Vec<Option<Hash>>,
+    digests: Vec<Option<Hash>>,
 }
 
 impl Prepared {
@@ -109,7 +109,7 @@ impl Prepared {
 pub fn ingest_checked(
     ctx: &mut Ctx<'_>,
     run: CheckedRun,
-    prepared: Prepared,
+    mut prepared: Prepared,
 ) -> Result<IngestReport, StoreError> {
     let Some(first) = run.entries().first() else {
         return Ok(IngestReport::default());
@@ -120,15 +120,13 @@ pub fn ingest_checked(
     }
     let check = check_checked_run(head, &ctx.node.membership, &run);
     let mut fresh = run.into_entries();
-    // A run cut short ends at another entry, whose signature is kept: encode it afresh.
-    let whole = check.accepted == fresh.len();
-    let made = Made {
-        stored: whole.then_some(prepared.stored.as_slice()),
-        digests: &prepared.digests,
-    };
+    // A run cut short ends at another entry, whose signature is kept: encode afresh.
+    if check.accepted < fresh.len() {
+        prepared.stored.clear();
+    }
     fresh.truncate(check.accepted);
     thin_signatures(&mut fresh);
-    apply(ctx, &fresh, check.head, made)?;
+    apply(ctx, &fresh, check.head, Some(&prepared))?;
     Ok(IngestReport {
         applied: fresh.len(),
         duplicates: 0,
@@ -147,31 +145,17 @@ pub fn append_own(ctx: &mut Ctx<'_>, e: &Entry) -> Result<Result<(), EntryError>
     if let Err(refusal) = check_authority(&ctx.node.membership, e) {
         return Ok(Err(refusal));
     }
-    apply(ctx, std::slice::from_ref(e), e.head(), Made::NOTHING)?;
+    apply(ctx, std::slice::from_ref(e), e.head(), None)?;
     Ok(Ok(()))
 }
 
-/// What `apply` may take, entry by entry, instead of making it.
-#[derive(Clone, Copy)]
-struct Made<'a> {
-    stored: Option<&'a [Vec<u8>]>,
-    digests: &'a [Option<Hash>],
-}
-
-impl Made<'_> {
-    const NOTHING: Made<'static> = Made {
-        stored: None,
-        digests: &[],
-    };
-}
-
 /// Writes checked consecutive entries of one origin, which end at `head`: views, feed,
-/// head, clock and version vector.
+/// head, clock and version vector; with what was `Prepared` for them, if anything.
 fn apply(
     ctx: &mut Ctx<'_>,
     entries: &[Entry],
     head: FeedHead,
-    made: Made<'_>,
+    prepared: Option<&Prepared>,
 ) -> Result<(), StoreError> {
     let Some(first) = entries.first() else {
         return Ok(());
@@ -179,11 +163,11 @@ fn apply(
     let origin = first.origin;
     let now = ctx.node.clock.now_ms();
     for (i, e) in entries.iter().enumerate() {
-        let digest = made.digests.get(i).copied().flatten();
+        let digest = prepared.and_then(|p| p.digests.get(i).copied().flatten());
         ctx.tables
             .fold(&mut ctx.docs, &mut ctx.node.membership, e, digest, now)?;
         let key = schema::entry_key(&origin, e.seq);
-        match made.stored.and_then(|s| s.get(i)) {
+        match prepared.and_then(|p| p.stored.get(i)) {
             Some(bytes) => ctx.tables.feeds.insert(&key, bytes.as_slice())?,
             None => ctx.tables.feeds.insert(&key, e.encode().as_slice())?,
         };
